@@ -1,0 +1,9 @@
+"""World Models (Ha & Schmidhuber, 2018) in PyTorch.
+
+V (``worldmodels.vae``) compresses frames to z, M (``worldmodels.mdnrnn``) predicts the next z,
+reward and done, C (``worldmodels.controller``) acts on [z, h]; ``worldmodels.dream`` runs M as an
+environment and ``worldmodels.es`` trains C with CMA-ES. Environments live in
+``worldmodels.envs``, acting policies in ``worldmodels.agents``.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,115 @@
+"""The ``worldmodels`` command and its subcommands.
+
+Each subcommand lives in its own module, which defines ``add_arguments(parser)`` and
+``run(args) -> int | None``. Config fields become options automatically (with the field's
+docstring as help) through :func:`add_config_arguments`; a ``--preset`` gives the defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import importlib
+import sys
+from typing import Any, Sequence, TypeVar
+
+from . import __version__
+from .checkpoint import CheckpointError
+from .config import PRESETS, Preset, field_docs, get_preset, with_overrides
+
+T = TypeVar("T")
+
+COMMANDS: list[tuple[str, str, str]] = [
+    ("collect", "worldmodels.collect", "collect random-policy rollouts from the real environment"),
+    ("train-vae", "worldmodels.train_vae", "train V, the convolutional VAE, on collected frames"),
+    ("encode", "worldmodels.encode", "encode every rollout to per-frame mu/logvar with a trained V"),
+    ("train-rnn", "worldmodels.train_rnn", "train M, the MDN-RNN, on encoded rollouts"),
+    ("dream", "worldmodels.dream_cli", "record or drive the dream of a trained M, decoded through V"),
+    ("train-controller", "worldmodels.train_controller", "train C with CMA-ES in the dream or the real env"),
+    ("evaluate", "worldmodels.evaluate", "score an agent (or a baseline policy) on official CarRacing-v3"),
+    ("play", "worldmodels.play", "watch the agent drive: a live window or a side-by-side video"),
+    ("pipeline", "worldmodels.pipeline", "run every stage, collect to evaluate, resuming where it stopped"),
+    ("bench", "worldmodels.bench", "measure the throughput of every stage side by side"),
+]
+
+
+class CLIError(Exception):
+    """A user error: printed as one line, exit status 2."""
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
+                         exclude: Sequence[str] = (), title: str | None = None) -> None:
+    """Add ``--field-name`` for each field of config dataclass ``cls`` (default: the preset's)."""
+    docs = field_docs(cls)
+    group = parser.add_argument_group(title or f"{cls.__name__} (defaults from --preset)")
+    for f in dataclasses.fields(cls):
+        if f.name in exclude:
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        default = f.default if f.default is not dataclasses.MISSING else None
+        kind = type(default)
+        if kind is bool:
+            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+                               default=None, help=docs.get(f.name))
+        else:
+            group.add_argument(flag, dest=f.name, type=kind, default=None,
+                               metavar=f.name.upper(), help=docs.get(f.name))
+
+
+def config_from_args(args: argparse.Namespace, base: T) -> T:
+    """``base`` with every option the user gave on the command line replaced."""
+    names = {f.name for f in dataclasses.fields(base)}  # type: ignore[arg-type]
+    return with_overrides(base, {k: v for k, v in vars(args).items() if k in names})
+
+
+def add_preset_argument(parser: argparse.ArgumentParser, default: str = "laptop") -> None:
+    parser.add_argument("--preset", default=default, choices=sorted(PRESETS),
+                        help=f"named configuration giving the defaults (default: {default})")
+
+
+def preset_from_args(args: argparse.Namespace) -> Preset:
+    return get_preset(args.preset)
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                        help="where to run: auto picks CUDA when present (default: auto)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="worldmodels",
+        description="World Models (Ha & Schmidhuber, 2018): learn a generative model of "
+                    "CarRacing and train a controller inside its dream.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Typical order: collect, train-vae, encode, train-rnn, train-controller, "
+               "evaluate, play. `worldmodels pipeline` runs them all.\n"
+               "Run `worldmodels COMMAND --help` for the options of a command.",
+    )
+    parser.add_argument("--version", action="version", version=f"worldmodels {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name, help_text in COMMANDS:
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result: Any = args._run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except (CLIError, CheckpointError, FileNotFoundError, ValueError, FloatingPointError) as e:
+        print(f"worldmodels {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

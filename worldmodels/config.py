@@ -1,0 +1,267 @@
+"""Configuration: one frozen dataclass per component, and named presets.
+
+Every field has a one-line docstring (the string literal under it), which the CLI shows as
+help text. The resolved config of a stage is written next to its run and stored in every
+checkpoint, so a checkpoint can rebuild its model without guesswork.
+
+Presets:
+- ``debug``: seconds per stage; for smoke tests and trying the commands.
+- ``laptop``: the whole pipeline in about an hour or two on a 2-core CPU machine.
+- ``paper``: the sizes of Ha & Schmidhuber (2018) for CarRacing.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import inspect
+import json
+from dataclasses import dataclass, field, fields, replace
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """The real environment and its frame processing."""
+
+    env_id: str = "CarRacing-v3"
+    """gymnasium id of the real environment (``worldmodels/CarRacingFast-v3`` is the fast, identical one)."""
+    frame_size: int = 64
+    """Side of the square frame given to V, after cropping and resizing."""
+    crop_rows: int = 84
+    """Rows kept from the top of the 96x96 frame; the rest is the dashboard."""
+    max_steps: int = 1000
+    """Episode length limit in env steps (CarRacing-v3 truncates at 1000)."""
+
+
+@dataclass(frozen=True)
+class CollectConfig:
+    """Random-policy rollouts for training V and M."""
+
+    episodes: int = 10_000
+    """Number of episodes to collect."""
+    workers: int = 2
+    """Parallel worker processes."""
+    max_steps: int = 1000
+    """Steps per episode at most (episodes also end when the env terminates)."""
+    policy: str = "brownian"
+    """Data-collection policy: ``brownian`` (temporally correlated) or ``random`` (uniform)."""
+    seed: int = 0
+    """Base seed; each episode's env and policy seed derive from it and the episode index."""
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """V: the convolutional VAE and its training."""
+
+    z_dim: int = 32
+    """Size of the latent vector z."""
+    kl_tolerance: float = 0.5
+    """Free bits per latent dim: the KL term is floored at kl_tolerance * z_dim nats."""
+    epochs: int = 10
+    """Passes over the training frames."""
+    batch_size: int = 100
+    """Frames per gradient step."""
+    lr: float = 1e-4
+    """Adam learning rate."""
+    val_episodes: int = 20
+    """Episodes held out for the validation loss (taken from the end of the manifest)."""
+    max_frames_per_epoch: int = 0
+    """If > 0, at most this many randomly chosen frames per epoch (0: all)."""
+    seed: int = 0
+    """Seed for initialisation and data order."""
+
+
+@dataclass(frozen=True)
+class MDNRNNConfig:
+    """M: the MDN-RNN (LSTM + mixture density head, reward and done heads) and its training."""
+
+    z_dim: int = 32
+    """Size of z; must match V."""
+    action_dim: int = 3
+    """Size of the action vector."""
+    hidden_size: int = 256
+    """LSTM hidden units."""
+    n_gaussians: int = 5
+    """Mixture components per latent dimension."""
+    predict_reward: bool = True
+    """Add a reward head (needed to train C inside the dream)."""
+    predict_done: bool = True
+    """Add a done head, a logit (needed to train C inside the dream)."""
+    done_pos_weight: float = 10.0
+    """Weight of positive (terminal) steps in the done loss."""
+    reward_weight: float = 1.0
+    """Weight of the reward MSE in the total loss."""
+    done_weight: float = 1.0
+    """Weight of the done BCE in the total loss."""
+    seq_len: int = 999
+    """Timesteps per training sequence (chunks of episodes; 999 = whole 1000-frame episodes)."""
+    batch_size: int = 100
+    """Sequences per gradient step."""
+    lr: float = 1e-3
+    """Adam learning rate."""
+    grad_clip: float = 1.0
+    """Gradient-norm clipping."""
+    epochs: int = 20
+    """Passes over the training sequences."""
+    val_episodes: int = 20
+    """Episodes held out for validation losses."""
+    seed: int = 0
+    """Seed for initialisation, z re-sampling and data order."""
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    """C and its training with CMA-ES."""
+
+    mode: str = "dream"
+    """Where candidates are scored: ``dream`` (batched, inside M) or ``real`` (CarRacing)."""
+    popsize: int = 64
+    """CMA-ES population size."""
+    sigma0: float = 0.1
+    """CMA-ES initial step size (x0 is zeros)."""
+    rollouts_per_candidate: int = 16
+    """Episodes per candidate; fitness is their mean return."""
+    generations: int = 300
+    """Generations to run."""
+    temperature: float = 1.15
+    """Dream temperature tau: mixture logits / tau, Gaussian std * sqrt(tau)."""
+    dream_max_steps: int = 1000
+    """Dream episode length limit."""
+    done_threshold: float = 0.5
+    """A dream step is terminal when the done probability exceeds this (sampled if ``sample_done``)."""
+    sample_done: bool = False
+    """Sample done from Bernoulli(p) instead of thresholding p."""
+    use_mu: bool = False
+    """In the real env, feed C the VAE mean mu instead of a sampled z (the paper samples)."""
+    eval_every: int = 25
+    """Evaluate the CMA mean in the real env every this many generations (0: never)."""
+    eval_episodes: int = 16
+    """Real episodes per periodic evaluation (held-out seeds)."""
+    workers: int = 2
+    """Worker processes for real-env rollouts."""
+    seed: int = 0
+    """Seed for CMA-ES sampling and rollouts."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Final evaluation in the real environment."""
+
+    episodes: int = 100
+    """Episodes; the seeds are the fixed test range (see ``worldmodels.seeds``)."""
+    workers: int = 2
+    """Parallel worker processes."""
+    use_mu: bool = False
+    """Feed C the VAE mean mu instead of a sampled z."""
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A full pipeline configuration."""
+
+    name: str
+    env: EnvConfig = field(default_factory=EnvConfig)
+    collect: CollectConfig = field(default_factory=CollectConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    rnn: MDNRNNConfig = field(default_factory=MDNRNNConfig)
+    controller: ControllerConfig = field(default_factory=ControllerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+
+PRESETS: dict[str, Preset] = {
+    "debug": Preset(
+        name="debug",
+        env=EnvConfig(max_steps=100),
+        collect=CollectConfig(episodes=6, workers=2, max_steps=100),
+        vae=VAEConfig(epochs=1, batch_size=32, lr=1e-3, val_episodes=1),
+        rnn=MDNRNNConfig(hidden_size=64, seq_len=32, batch_size=8, epochs=2, val_episodes=1),
+        controller=ControllerConfig(
+            popsize=8, rollouts_per_candidate=2, generations=2, dream_max_steps=100,
+            eval_every=2, eval_episodes=2,
+        ),
+        eval=EvalConfig(episodes=2),
+    ),
+    "laptop": Preset(
+        name="laptop",
+        collect=CollectConfig(episodes=200, workers=2, max_steps=1000),
+        vae=VAEConfig(epochs=3, val_episodes=8, lr=1e-3),
+        rnn=MDNRNNConfig(seq_len=100, batch_size=64, epochs=20, val_episodes=8),
+        controller=ControllerConfig(
+            popsize=32, rollouts_per_candidate=8, generations=60, eval_every=20, eval_episodes=4,
+        ),
+        eval=EvalConfig(episodes=100),
+    ),
+    "paper": Preset(
+        name="paper",
+        collect=CollectConfig(episodes=10_000, max_steps=1000),
+        vae=VAEConfig(epochs=10, batch_size=100, lr=1e-4, val_episodes=100),
+        rnn=MDNRNNConfig(seq_len=999, batch_size=100, epochs=20, val_episodes=100),
+        controller=ControllerConfig(
+            popsize=64, rollouts_per_candidate=16, generations=1800, eval_every=25,
+            eval_episodes=1024,
+        ),
+        eval=EvalConfig(episodes=100),
+    ),
+}
+
+
+def get_preset(name: str) -> Preset:
+    """Return the named preset, or raise a ValueError listing the known names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
+
+
+def to_dict(cfg: Any) -> dict:
+    """A config as plain JSON-able data (nested dataclasses become dicts)."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(cls: type[T], data: dict) -> T:
+    """Rebuild a config dataclass from :func:`to_dict` output; unknown keys are an error."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = set(data) - set(known)
+    if unknown:
+        raise ValueError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
+    kwargs = {}
+    for name, value in data.items():
+        ftype = known[name].type
+        sub = _dataclass_types().get(ftype if isinstance(ftype, str) else getattr(ftype, "__name__", ""))
+        kwargs[name] = from_dict(sub, value) if sub is not None and isinstance(value, dict) else value
+    return cls(**kwargs)
+
+
+def _dataclass_types() -> dict[str, type]:
+    return {c.__name__: c for c in (EnvConfig, CollectConfig, VAEConfig, MDNRNNConfig,
+                                    ControllerConfig, EvalConfig, Preset)}
+
+
+def to_json(cfg: Any) -> str:
+    return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
+
+
+def field_docs(cls: type) -> dict[str, str]:
+    """Map each field of a config dataclass to the docstring written under it."""
+    tree = ast.parse(inspect.getsource(cls))
+    body = tree.body[0].body  # type: ignore[attr-defined]
+    docs: dict[str, str] = {}
+    for node, nxt in zip(body, body[1:]):
+        if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+                and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
+                and isinstance(nxt.value.value, str)):
+            docs[node.target.id] = nxt.value.value.strip()
+    return docs
+
+
+def with_overrides(cfg: T, overrides: dict[str, Any]) -> T:
+    """``cfg`` with the given fields replaced; ``None`` values are ignored."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    names = {f.name for f in fields(cfg)}  # type: ignore[arg-type]
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"{type(cfg).__name__}: unknown fields {sorted(unknown)}")
+    return replace(cfg, **values)  # type: ignore[type-var]

@@ -1,0 +1,65 @@
+"""C: the linear controller a = tanh(W [z, h] + b) and the paper's action mapping.
+
+867 parameters for z=32, h=256 (3 x 288 weights + 3 biases). The flat parameter vector used by
+CMA-ES is ``[W.flatten() (row-major, 3 x in), b]``, the order of ``nn.Linear``'s parameters.
+
+Action mapping (CarRacing): steer = a0, gas = (a1 + 1) / 2, brake = clip(a2, 0, 1).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def n_params(in_dim: int, out_dim: int = 3) -> int:
+    return in_dim * out_dim + out_dim
+
+
+def map_action(raw: torch.Tensor) -> torch.Tensor:
+    """tanh outputs in [-1, 1]^3 (... x 3) -> CarRacing actions (steer, gas, brake)."""
+    steer = raw[..., 0]
+    gas = (raw[..., 1] + 1) / 2
+    brake = raw[..., 2].clamp(0, 1)
+    return torch.stack([steer, gas, brake], dim=-1)
+
+
+class Controller(nn.Module):
+    def __init__(self, z_dim: int = 32, hidden_size: int = 256, action_dim: int = 3):
+        super().__init__()
+        self.z_dim, self.hidden_size, self.action_dim = z_dim, hidden_size, action_dim
+        self.fc = nn.Linear(z_dim + hidden_size, action_dim)
+
+    @property
+    def n_params(self) -> int:
+        return n_params(self.z_dim + self.hidden_size, self.action_dim)
+
+    def forward(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        """[z, h] -> mapped CarRacing action (... x 3)."""
+        return map_action(torch.tanh(self.fc(torch.cat([z, h], dim=-1))))
+
+    def get_flat(self) -> np.ndarray:
+        return torch.cat([self.fc.weight.detach().flatten(), self.fc.bias.detach()]).cpu().numpy()
+
+    def set_flat(self, params: np.ndarray | torch.Tensor) -> None:
+        params = torch.as_tensor(np.asarray(params), dtype=self.fc.weight.dtype)
+        if params.shape != (self.n_params,):
+            raise ValueError(f"controller expects {self.n_params} parameters, got {tuple(params.shape)}")
+        w, b = unflatten(params, self.z_dim + self.hidden_size, self.action_dim)
+        with torch.no_grad():
+            self.fc.weight.copy_(w)
+            self.fc.bias.copy_(b)
+
+
+def unflatten(params: torch.Tensor, in_dim: int, out_dim: int = 3) -> tuple[torch.Tensor, torch.Tensor]:
+    """Flat vectors (... x n_params) -> weights (... x out x in) and biases (... x out)."""
+    n_w = in_dim * out_dim
+    w = params[..., :n_w].reshape(*params.shape[:-1], out_dim, in_dim)
+    return w, params[..., n_w:]
+
+
+def act_batched(w: torch.Tensor, b: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+    """Many controllers at once: w B x out x in, b B x out, features B x in -> actions B x out."""
+    raw = torch.baddbmm(b.unsqueeze(-1), w, features.unsqueeze(-1)).squeeze(-1)
+    return map_action(torch.tanh(raw))

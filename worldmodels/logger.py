@@ -1,0 +1,101 @@
+"""One logger call fans out to TensorBoard, a CSV file and (optionally) stdout.
+
+Tags are grouped by stage: ``vae/...``, ``mdnrnn/...``, ``es/...``, ``dream/...``, ``eval/...``,
+``time/...``. Videos are written as animated GIFs inside TensorBoard image summaries (the
+image dashboard plays them), which avoids the moviepy dependency of ``add_video``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image
+from torch.utils.tensorboard import SummaryWriter
+
+
+class Logger:
+    def __init__(self, tb_dir: str | os.PathLike, echo: bool = False):
+        self.tb_dir = Path(tb_dir)
+        self.tb_dir.mkdir(parents=True, exist_ok=True)
+        self.writer = SummaryWriter(str(self.tb_dir))
+        self.echo = echo
+        self._csv_path = self.tb_dir / "scalars.csv"
+        new = not self._csv_path.exists()
+        self._csv_file = open(self._csv_path, "a", newline="")
+        self._csv = csv.writer(self._csv_file)
+        if new:
+            self._csv.writerow(["step", "tag", "value"])
+
+    def scalar(self, tag: str, value: float, step: int) -> None:
+        value = float(value)
+        self.writer.add_scalar(tag, value, step)
+        self._csv.writerow([step, tag, value])
+
+    def scalars(self, values: dict[str, float], step: int) -> None:
+        for tag, value in values.items():
+            self.scalar(tag, value, step)
+        if self.echo:
+            print(f"[{step}] " + "  ".join(f"{k}={v:.4g}" for k, v in values.items()), flush=True)
+
+    def image(self, tag: str, image: np.ndarray, step: int) -> None:
+        """``image``: HWC uint8 RGB."""
+        self.writer.add_image(tag, np.asarray(image), step, dataformats="HWC")
+
+    def video(self, tag: str, frames: Sequence[np.ndarray] | np.ndarray, step: int,
+              fps: int = 20) -> None:
+        """``frames``: T x H x W x 3 uint8, shown as an animated GIF in the image dashboard."""
+        from tensorboard.compat.proto.summary_pb2 import Summary
+
+        frames = np.asarray(frames)
+        data = gif_bytes(frames, fps)
+        h, w = frames.shape[1:3]
+        img = Summary.Image(height=h, width=w, colorspace=3, encoded_image_string=data)
+        self.writer._get_file_writer().add_summary(
+            Summary(value=[Summary.Value(tag=tag, image=img)]), step)
+
+    def text(self, tag: str, text: str, step: int = 0) -> None:
+        self.writer.add_text(tag, text, step)
+
+    def hparams(self, params: dict[str, Any], metrics: dict[str, float] | None = None) -> None:
+        flat = {k: (v if isinstance(v, (int, float, str, bool)) else str(v))
+                for k, v in _flatten(params).items()}
+        self.writer.add_hparams(flat, metrics or {}, run_name=".")
+
+    def flush(self) -> None:
+        self.writer.flush()
+        self._csv_file.flush()
+
+    def close(self) -> None:
+        self.writer.close()
+        self._csv_file.close()
+
+    def __enter__(self) -> "Logger":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def gif_bytes(frames: np.ndarray, fps: int = 20) -> bytes:
+    """Encode T x H x W x 3 uint8 frames as a looping GIF."""
+    images = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
+                   duration=max(1, round(1000 / fps)), loop=0)
+    return buf.getvalue()
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, key + "."))
+        else:
+            out[key] = v
+    return out
