@@ -159,3 +159,22 @@ def done_from_logit(done_logit: torch.Tensor, threshold: float = 0.5, sample: bo
     if sample:
         return torch.rand(p.shape, generator=generator, device=p.device, dtype=p.dtype) < p
     return p > threshold
+
+
+def load_mdnrnn(path, device: str | torch.device = "cpu",
+                vae_path=None) -> tuple[MDNRNN, dict]:
+    """Rebuild M from an ``mdnrnn`` checkpoint; eval mode.
+
+    With ``vae_path``, refuse (CheckpointError) an M trained on another V's latents.
+    """
+    from .checkpoint import check_parent, load_checkpoint, load_state
+
+    ckpt = load_checkpoint(path, kind="mdnrnn")
+    if vae_path is not None:
+        check_parent(ckpt, "vae_sha256", vae_path)
+    c = ckpt["config"]
+    model = MDNRNN(z_dim=c["z_dim"], action_dim=c["action_dim"], hidden_size=c["hidden_size"],
+                   n_gaussians=c["n_gaussians"], predict_reward=c["predict_reward"],
+                   predict_done=c["predict_done"])
+    load_state(model, ckpt["model"], path)
+    return model.to(device).eval(), ckpt

@@ -95,5 +95,15 @@ def tensor_to_frames(x: torch.Tensor) -> torch.Tensor:
     return (x.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
 
 
-__all__ = ["ConvVAE", "VAEOutput", "VAELoss", "vae_loss", "frames_to_tensor",
+__all__ = ["ConvVAE", "VAEOutput", "VAELoss", "vae_loss", "frames_to_tensor", "load_vae",
            "tensor_to_frames"]
+
+
+def load_vae(path, device: str | torch.device = "cpu") -> tuple[ConvVAE, dict]:
+    """Rebuild V from a ``vae`` checkpoint (its config gives the sizes); eval mode."""
+    from .checkpoint import load_checkpoint, load_state
+
+    ckpt = load_checkpoint(path, kind="vae")
+    vae = ConvVAE(z_dim=int(ckpt["config"]["z_dim"]))
+    load_state(vae, ckpt["model"], path)
+    return vae.to(device).eval(), ckpt

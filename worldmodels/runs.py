@@ -1,0 +1,62 @@
+"""Run folders: the resolved config written at start, a ``done.json`` at the end.
+
+Rules shared by every stage: rerunning the same command resumes; a finished stage is not
+redone; a folder started with another config is refused (so nothing finished is
+overwritten and no run silently mixes two configs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from .utils import atomic_write_json, read_json
+
+CONFIG = "config.json"
+DONE = "done.json"
+
+
+class RunConfigMismatch(ValueError):
+    """A run folder holds a run started with a different config."""
+
+
+def start_run(folder: str | os.PathLike, config: dict[str, Any], stage: str) -> Path:
+    """Create ``folder`` and its config.json, or check that an existing one matches."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / CONFIG
+    record = {"stage": stage, "config": config}
+    if path.exists():
+        old = read_json(path)
+        if _canonical(old) != _canonical(record):
+            diff = _diff(old.get("config", {}), config)
+            raise RunConfigMismatch(
+                f"{folder} holds a {old.get('stage')} run with a different config "
+                f"({diff}); use another output folder, or the original options to resume")
+    else:
+        atomic_write_json(path, record)
+    return folder
+
+
+def is_done(folder: str | os.PathLike) -> bool:
+    return (Path(folder) / DONE).is_file()
+
+
+def mark_done(folder: str | os.PathLike, summary: dict[str, Any]) -> None:
+    atomic_write_json(Path(folder) / DONE, summary)
+
+
+def read_done(folder: str | os.PathLike) -> dict[str, Any]:
+    return read_json(Path(folder) / DONE)
+
+
+def _canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True)
+
+
+def _diff(old: dict, new: dict) -> str:
+    keys = sorted(set(old) | set(new))
+    parts = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    return "; ".join(parts) or "stage differs"
