@@ -1,0 +1,8 @@
+#!/usr/bin/env bash
+# The README's main job: install, then train a World Models agent on CarRacing with the
+# `laptop` preset and report its score on 100 official CarRacing-v3 episodes.
+# Rerunning resumes where it stopped. Pass extra pipeline options, e.g. --preset debug.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install.sh
+exec worldmodels pipeline --preset laptop --run-dir "${RUN_DIR:-runs/laptop}" "$@"

@@ -1,0 +1,188 @@
+"""Shared infrastructure: configs, checkpoints, shards and manifests, run folders, logger."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from worldmodels import __version__
+from worldmodels.checkpoint import (CheckpointError, check_parent, checkpoint_sha256,
+                                    load_checkpoint, load_state, save_checkpoint)
+from worldmodels.config import (PRESETS, ControllerConfig, MDNRNNConfig, Preset, VAEConfig,
+                                field_docs, from_dict, get_preset, to_dict, with_overrides)
+from worldmodels.data import (ShardError, append_manifest, episode_files, read_manifest,
+                              read_shard, write_shard)
+from worldmodels.runs import RunConfigMismatch, is_done, mark_done, start_run
+from worldmodels.utils import atomic_write
+from worldmodels.vae import ConvVAE
+
+
+def rollout(T=7, seed=0):
+    rng = np.random.default_rng(seed)
+    return {
+        "obs": rng.integers(0, 256, (T, 64, 64, 3), dtype=np.uint8),
+        "action": rng.standard_normal((T, 3)).astype(np.float32),
+        "reward": rng.standard_normal(T).astype(np.float32),
+        "terminated": np.zeros(T, bool),
+        "truncated": np.eye(1, T, T - 1, dtype=bool)[0],
+    }
+
+
+# --- configs -------------------------------------------------------------------------------
+
+def test_every_config_field_is_documented():
+    for cls in (VAEConfig, MDNRNNConfig, ControllerConfig):
+        docs = field_docs(cls)
+        missing = [f for f in cls.__dataclass_fields__ if f not in docs]
+        assert not missing, f"{cls.__name__} fields without a docstring: {missing}"
+
+
+def test_presets_round_trip_and_paper_sizes():
+    for name, preset in PRESETS.items():
+        assert from_dict(Preset, to_dict(preset)) == preset, name
+    paper = get_preset("paper")
+    assert (paper.collect.episodes, paper.collect.max_steps) == (10_000, 1000)
+    assert (paper.vae.batch_size, paper.vae.lr, paper.vae.z_dim) == (100, 1e-4, 32)
+    assert (paper.rnn.hidden_size, paper.rnn.n_gaussians, paper.rnn.batch_size) == (256, 5, 100)
+    assert (paper.controller.popsize, paper.controller.rollouts_per_candidate) == (64, 16)
+    assert paper.controller.sigma0 == 0.1
+
+
+def test_unknown_preset_and_field_errors():
+    with pytest.raises(ValueError, match="unknown preset 'nope'.*debug"):
+        get_preset("nope")
+    with pytest.raises(ValueError, match="unknown fields.*lrr"):
+        with_overrides(VAEConfig(), {"lrr": 1.0})
+    assert with_overrides(VAEConfig(), {"lr": 0.5, "epochs": None}) == VAEConfig(lr=0.5)
+
+
+# --- checkpoints ---------------------------------------------------------------------------
+
+def test_checkpoint_round_trip_is_weights_only(tmp_path):
+    vae = ConvVAE(z_dim=8)
+    path = save_checkpoint(tmp_path / "v.pt", kind="vae", config=to_dict(VAEConfig(z_dim=8)),
+                           model=vae.state_dict(), step=5, parents={"x_sha256": "ab"})
+    raw = torch.load(path, weights_only=True)  # must not need pickle of foreign objects
+    assert raw["version"] == __version__ and raw["step"] == 5
+    ckpt = load_checkpoint(path, kind="vae")
+    other = ConvVAE(z_dim=8)
+    load_state(other, ckpt["model"], path)
+    for a, b in zip(vae.state_dict().values(), other.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+def test_checkpoint_errors_name_the_file(tmp_path):
+    with pytest.raises(CheckpointError, match="not found.*missing.pt"):
+        load_checkpoint(tmp_path / "missing.pt")
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError, match="bad.pt.*corrupt"):
+        load_checkpoint(bad)
+    good = save_checkpoint(tmp_path / "good.pt", kind="vae", config={}, model=ConvVAE(4).state_dict())
+    truncated = tmp_path / "trunc.pt"
+    truncated.write_bytes(good.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="trunc.pt"):
+        load_checkpoint(truncated)
+    with pytest.raises(CheckpointError, match="is a 'vae' checkpoint, expected 'mdnrnn'"):
+        load_checkpoint(good, kind="mdnrnn")
+    with pytest.raises(CheckpointError, match="shape fc_mu.weight: checkpoint \\(4, 1024\\) vs model \\(32, 1024\\)"):
+        load_state(ConvVAE(32), load_checkpoint(good)["model"], good)
+
+
+def test_check_parent_refuses_other_parent(tmp_path):
+    v1 = save_checkpoint(tmp_path / "v1.pt", kind="vae", config={}, model=ConvVAE(4).state_dict())
+    v2 = save_checkpoint(tmp_path / "v2.pt", kind="vae", config={}, model=ConvVAE(4).state_dict())
+    child = {"path": "m.pt", "parents": {"vae_sha256": checkpoint_sha256(v1)}}
+    check_parent(child, "vae_sha256", v1)
+    with pytest.raises(CheckpointError, match="different vae checkpoint"):
+        check_parent(child, "vae_sha256", v2)
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path):
+    path = tmp_path / "f.txt"
+    path.write_text("old")
+
+    def failing(p):
+        p.write_text("half")
+        raise RuntimeError("crash")
+
+    with pytest.raises(RuntimeError):
+        atomic_write(path, failing)
+    assert path.read_text() == "old"
+    assert os.listdir(tmp_path) == ["f.txt"]
+
+
+# --- shards and manifests -----------------------------------------------------------------
+
+def test_shard_round_trip_and_manifest(tmp_path):
+    arrays = rollout()
+    sha = write_shard(tmp_path / "ep_000000.npz", arrays)
+    append_manifest(tmp_path, {"index": 0, "file": "ep_000000.npz", "sha256": sha})
+    back = read_shard(tmp_path / "ep_000000.npz")
+    for k in arrays:
+        np.testing.assert_array_equal(back[k], arrays[k])
+    assert episode_files(tmp_path, verify=True) == [tmp_path / "ep_000000.npz"]
+
+
+def test_bad_shards_are_reported(tmp_path):
+    arrays = rollout()
+    bad_shape = dict(arrays, reward=arrays["reward"][:-1])
+    with pytest.raises(ShardError, match="reward has shape \\(6,\\), expected \\(7,\\)"):
+        write_shard(tmp_path / "x.npz", bad_shape)
+    bad_dtype = dict(arrays, obs=arrays["obs"].astype(np.float32))
+    with pytest.raises(ShardError, match="obs has dtype float32, expected uint8"):
+        write_shard(tmp_path / "x.npz", bad_dtype)
+    sha = write_shard(tmp_path / "ep_000001.npz", arrays)
+    data = (tmp_path / "ep_000001.npz").read_bytes()
+    (tmp_path / "ep_000001.npz").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ShardError, match="corrupt or truncated shard .*ep_000001.npz"):
+        read_shard(tmp_path / "ep_000001.npz")
+    append_manifest(tmp_path, {"index": 1, "file": "ep_000001.npz", "sha256": sha})
+    with pytest.raises(ShardError, match="does not match the sha256"):
+        episode_files(tmp_path, verify=True)
+    with pytest.warns(UserWarning, match="skipping"):
+        assert episode_files(tmp_path, verify=True, skip_corrupt=True) == []
+
+
+def test_manifest_tolerates_only_a_cut_last_line(tmp_path):
+    append_manifest(tmp_path, {"index": 0, "file": "a"})
+    with open(tmp_path / "manifest.jsonl", "a") as f:
+        f.write('{"index": 1, "fi')
+    with pytest.warns(UserWarning, match="incomplete last line"):
+        assert [e["index"] for e in read_manifest(tmp_path)] == [0]
+    (tmp_path / "manifest.jsonl").write_text('{"index": 0\n{"index": 1, "file": "b"}\n')
+    with pytest.raises(ShardError, match="line 1 is not valid JSON"):
+        read_manifest(tmp_path)
+
+
+# --- run folders ---------------------------------------------------------------------------
+
+def test_run_folder_refuses_other_config(tmp_path):
+    start_run(tmp_path / "r", {"lr": 1.0}, "vae")
+    start_run(tmp_path / "r", {"lr": 1.0}, "vae")  # same config: resume
+    with pytest.raises(RunConfigMismatch, match="lr: 1.0 -> 2.0"):
+        start_run(tmp_path / "r", {"lr": 2.0}, "vae")
+    assert not is_done(tmp_path / "r")
+    mark_done(tmp_path / "r", {"ok": 1})
+    assert is_done(tmp_path / "r")
+    assert json.loads((tmp_path / "r" / "done.json").read_text()) == {"ok": 1}
+
+
+# --- logger ----------------------------------------------------------------------------------
+
+def test_logger_writes_scalars_images_and_gif_videos(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from worldmodels.logger import Logger
+
+    with Logger(tmp_path) as log:
+        log.scalars({"vae/loss": 2.0}, step=1)
+        log.image("vae/reconstructions", np.zeros((8, 8, 3), np.uint8), step=1)
+        log.video("dream/video", np.zeros((4, 8, 8, 3), np.uint8), step=1)
+    acc = EventAccumulator(str(tmp_path)).Reload()
+    assert acc.Scalars("vae/loss")[0].value == 2.0
+    assert set(acc.Tags()["images"]) == {"vae/reconstructions", "dream/video"}
+    assert acc.Images("dream/video")[0].encoded_image_string[:6] == b"GIF89a"
+    assert "vae/loss" in (tmp_path / "scalars.csv").read_text()

@@ -1,0 +1,140 @@
+"""Run every stage of World Models: collect -> train-vae -> encode -> train-rnn ->
+train-controller -> evaluate.
+
+Each stage resumes from its checkpoint and is skipped when its folder holds a finished
+result, so rerunning the same command after a crash or Ctrl-C carries on where it stopped.
+Stage options come from ``--preset`` and can be overridden with ``--set SECTION.FIELD=VALUE``
+(sections: env, collect, vae, rnn, controller, eval), e.g.::
+
+    worldmodels pipeline --preset laptop --run-dir runs/laptop --set collect.episodes=100
+
+Layout of RUN: rollouts/, vae/, latents/, rnn/, controller/, eval/results.json, tb/<stage>/.
+Wall time per stage accumulates in RUN/timings.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from .cli import CLIError, add_device_argument, add_preset_argument, preset_from_args
+from .config import Preset, to_dict
+from .utils import atomic_write_json, read_json
+
+SECTIONS = ("env", "collect", "vae", "rnn", "controller", "eval")
+STAGES = ("collect", "train-vae", "encode", "train-rnn", "train-controller", "evaluate")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_preset_argument(parser, default="laptop")
+    parser.add_argument("--run-dir", required=True, type=Path,
+                        help="folder holding every stage's output (created; reused to resume)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="SECTION.FIELD=VALUE",
+                        help="override one config field, e.g. --set vae.epochs=5 "
+                             f"(sections: {', '.join(SECTIONS)}); repeatable")
+    parser.add_argument("--until", choices=STAGES, default=STAGES[-1],
+                        help="stop after this stage (default: evaluate)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    add_device_argument(parser)
+
+
+def apply_overrides(preset: Preset, overrides: list[str]) -> Preset:
+    """Apply ``SECTION.FIELD=VALUE`` strings, parsing VALUE with the field's type."""
+    sections: dict[str, Any] = {name: getattr(preset, name) for name in SECTIONS}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.partition(".")
+        if not sep or not dot:
+            raise CLIError(f"--set expects SECTION.FIELD=VALUE, got {item!r}")
+        if section not in sections:
+            raise CLIError(f"--set {item!r}: unknown section {section!r}; use one of {SECTIONS}")
+        cfg = sections[section]
+        fields = {f.name: f for f in dataclasses.fields(cfg)}
+        if name not in fields:
+            raise CLIError(f"--set {item!r}: {type(cfg).__name__} has no field {name!r}; "
+                           f"fields: {sorted(fields)}")
+        sections[section] = dataclasses.replace(cfg, **{name: _parse(raw, getattr(cfg, name), item)})
+    return dataclasses.replace(preset, **sections)
+
+
+def _parse(raw: str, current: Any, item: str) -> Any:
+    if isinstance(current, bool):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise CLIError(f"--set {item!r}: expected true or false")
+    try:
+        return type(current)(raw)
+    except ValueError:
+        raise CLIError(f"--set {item!r}: cannot read {raw!r} as {type(current).__name__}") from None
+
+
+def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str = "evaluate",
+                 progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) every stage; returns the evaluation summary (or {} if stopped early)."""
+    from .collect import collect_rollouts
+    from .encode import encode_rollouts
+    from .evaluate import evaluate_agent
+    from .train_controller import train_controller
+    from .train_rnn import train_rnn
+    from .train_vae import train_vae
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(run_dir / "preset.json", to_dict(preset))
+    tb = run_dir / "tb"
+    paths = {
+        "rollouts": run_dir / "rollouts", "vae": run_dir / "vae" / "vae.pt",
+        "latents": run_dir / "latents", "rnn": run_dir / "rnn" / "mdnrnn.pt",
+        "controller": run_dir / "controller" / "controller_best.pt",
+        "eval": run_dir / "eval" / "results.json",
+    }
+    steps: list[tuple[str, Callable[[], Any]]] = [
+        ("collect", lambda: collect_rollouts(paths["rollouts"], preset.collect, preset.env,
+                                             progress=progress)),
+        ("train-vae", lambda: train_vae(paths["rollouts"], run_dir / "vae", preset.vae,
+                                        device=device, tb_dir=tb / "vae", progress=progress)),
+        ("encode", lambda: encode_rollouts(paths["rollouts"], paths["vae"], paths["latents"],
+                                           device=device, progress=progress)),
+        ("train-rnn", lambda: train_rnn(paths["latents"], run_dir / "rnn", preset.rnn,
+                                        device=device, tb_dir=tb / "rnn", progress=progress)),
+        ("train-controller", lambda: train_controller(
+            paths["vae"], paths["rnn"], run_dir / "controller", preset.controller, preset.env,
+            device=device, tb_dir=tb / "controller", progress=progress)),
+        ("evaluate", lambda: evaluate_agent(
+            controller_path=paths["controller"], episodes=preset.eval.episodes,
+            workers=preset.eval.workers, use_mu=preset.eval.use_mu, env_id=preset.env.env_id,
+            out=paths["eval"], tb_dir=tb / "eval", progress=progress)),
+    ]
+    timings_path = run_dir / "timings.json"
+    timings: dict[str, float] = read_json(timings_path) if timings_path.exists() else {}
+    summary: dict[str, Any] = {}
+    for name, step in steps:
+        print(f"== {name}", flush=True)
+        start = time.perf_counter()
+        result = step()
+        timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 1)
+        atomic_write_json(timings_path, timings)
+        if name == "evaluate":
+            summary = result
+        if name == until:
+            break
+    print(f"\nrun folder: {run_dir}")
+    for key, path in paths.items():
+        if path.exists():
+            print(f"  {key:<11} {path}")
+    print(f"  tensorboard --logdir {tb}")
+    print("  wall time (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()))
+    return summary
+
+
+def run(args: argparse.Namespace) -> int:
+    preset = apply_overrides(preset_from_args(args), args.overrides)
+    run_pipeline(args.run_dir, preset, device=args.device, until=args.until,
+                 progress=not args.no_progress)
+    return 0
