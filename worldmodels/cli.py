@@ -16,6 +16,7 @@ from typing import Any, Sequence, TypeVar
 from . import __version__
 from .checkpoint import CheckpointError
 from .config import PRESETS, Preset, field_docs, get_preset, with_overrides
+from .video import NoDisplayError
 
 T = TypeVar("T")
 
@@ -105,7 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    except (CLIError, CheckpointError, FileNotFoundError, ValueError, FloatingPointError) as e:
+    except (CLIError, CheckpointError, NoDisplayError, FileNotFoundError, ValueError,
+            FloatingPointError) as e:
         print(f"worldmodels {args.command}: error: {e}", file=sys.stderr)
         return 2
     return int(result or 0)

@@ -99,10 +99,15 @@ def gmm_nll(z_next: torch.Tensor, out: MDNOutput, mask: torch.Tensor | None = No
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of x over the steps where mask is true (0 if there are none).
+
+    Masked-out steps are selected away, not multiplied by 0, so a non-finite value there
+    (padding) cannot turn the mean into NaN.
+    """
     if mask is None:
         return x.mean()
-    mask = mask.to(x.dtype)
-    return (x * mask).sum() / mask.sum().clamp(min=1.0)
+    mask = mask.bool()
+    return torch.where(mask, x, x.new_zeros(())).sum() / mask.sum().clamp(min=1).to(x.dtype)
 
 
 class MDNLoss(NamedTuple):
@@ -114,9 +119,15 @@ class MDNLoss(NamedTuple):
 
 def mdnrnn_loss(out: MDNOutput, z_next: torch.Tensor, reward: torch.Tensor, done: torch.Tensor,
                 mask: torch.Tensor | None = None, done_pos_weight: float = 10.0,
-                reward_weight: float = 1.0, done_weight: float = 1.0) -> MDNLoss:
-    """The training loss of M: GMM NLL + reward MSE + weighted done BCE, over unmasked steps."""
-    nll = gmm_nll(z_next, out, mask)
+                reward_weight: float = 1.0, done_weight: float = 1.0,
+                z_mask: torch.Tensor | None = None) -> MDNLoss:
+    """The training loss of M: GMM NLL + reward MSE + weighted done BCE, over unmasked steps.
+
+    ``mask`` selects the steps whose reward and done count; ``z_mask`` (default: ``mask``)
+    those whose z_next counts. They differ at the last step of an episode, which has a
+    reward and a done target but no next frame.
+    """
+    nll = gmm_nll(z_next, out, mask if z_mask is None else z_mask)
     zero = nll.new_zeros(())
     reward_mse = masked_mean((out.reward - reward).pow(2), mask) if out.reward is not None else zero
     if out.done_logit is not None:
@@ -144,7 +155,8 @@ def sample_z(out: MDNOutput, tau: float = 1.0,
         return out.mu.gather(-1, k).squeeze(-1)
     u = torch.rand(out.logpi.shape, generator=generator, device=out.logpi.device,
                    dtype=out.logpi.dtype)
-    gumbel = -torch.log(-torch.log(u.clamp_(1e-20, 1.0)).clamp_(min=1e-20))
+    # u < 1, so -log(u) > 0; the floor only keeps log(0) away.
+    gumbel = -torch.log(-torch.log(u.clamp_(min=torch.finfo(u.dtype).tiny)))
     k = (out.logpi / tau + gumbel).argmax(-1, keepdim=True)
     mu = out.mu.gather(-1, k).squeeze(-1)
     sigma = out.logsigma.gather(-1, k).squeeze(-1).exp()

@@ -107,9 +107,9 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
             paths["vae"], paths["rnn"], run_dir / "controller", preset.controller, preset.env,
             device=device, tb_dir=tb / "controller", progress=progress)),
         ("evaluate", lambda: evaluate_agent(
-            controller_path=paths["controller"], episodes=preset.eval.episodes,
-            workers=preset.eval.workers, use_mu=preset.eval.use_mu, env_id=preset.env.env_id,
-            out=paths["eval"], tb_dir=tb / "eval", progress=progress)),
+            paths["controller"], episodes=preset.eval.episodes, workers=preset.eval.workers,
+            env_cfg=preset.env, use_mu=preset.eval.use_mu, device=device,
+            out_path=paths["eval"], progress=progress)),
     ]
     timings_path = run_dir / "timings.json"
     timings: dict[str, float] = read_json(timings_path) if timings_path.exists() else {}

@@ -22,11 +22,16 @@ class RunConfigMismatch(ValueError):
     """A run folder holds a run started with a different config."""
 
 
-def start_run(folder: str | os.PathLike, config: dict[str, Any], stage: str) -> Path:
-    """Create ``folder`` and its config.json, or check that an existing one matches."""
+def start_run(folder: str | os.PathLike, config: dict[str, Any], stage: str,
+              filename: str = CONFIG) -> Path:
+    """Create ``folder`` and its config file, or check that an existing one matches.
+
+    ``filename`` is ``config.json`` for model folders; data folders name it after their
+    stage (``collect.json``, ``encode.json``).
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / CONFIG
+    path = folder / filename
     record = {"stage": stage, "config": config}
     if path.exists():
         old = read_json(path)

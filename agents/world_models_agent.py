@@ -1,0 +1,136 @@
+"""The World Models agent: V + M + C acting on real, processed observations.
+
+Each step, for a 64x64x3 uint8 frame:
+1. V encodes it to (mu, logvar); z is a sample mu + sigma * eps (the paper) or mu (``use_mu``);
+2. C acts on [z, h], h being M's hidden state (zeros at the start of an episode);
+3. M steps on [z, action] and updates h (and predicts the next z, kept for ``play``).
+
+The sampling noise comes from the agent's own torch Generator, re-seeded by ``reset(seed)``,
+so an episode depends only on the env seed and the agent seed.
+
+``agent.last`` holds what the last ``act`` saw and did (tensors of batch 1 on the agent's
+device): ``mu``, ``logvar``, ``z``, ``h`` (the hidden state C acted on), ``action`` and
+``next_z`` (M's prediction of the next z: the mean of the most likely component).
+:meth:`WorldModelsAgent.reconstruction` and :meth:`WorldModelsAgent.prediction` decode
+them to frames.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from worldmodels.checkpoint import CheckpointError, check_parent, load_checkpoint, load_state
+from worldmodels.controller import Controller
+from worldmodels.mdnrnn import MDNRNN, load_mdnrnn, sample_z
+from worldmodels.vae import ConvVAE, frames_to_tensor, load_vae, tensor_to_frames
+
+
+class WorldModelsAgent:
+    def __init__(self, vae: ConvVAE, mdnrnn: MDNRNN, controller: Controller,
+                 device: str | torch.device = "cpu", use_mu: bool = False, seed: int = 0):
+        if not (vae.z_dim == mdnrnn.z_dim == controller.z_dim):
+            raise ValueError(f"z sizes differ: V {vae.z_dim}, M {mdnrnn.z_dim}, C {controller.z_dim}")
+        if controller.hidden_size != mdnrnn.hidden_size:
+            raise ValueError(f"C expects h of size {controller.hidden_size}, "
+                             f"M has {mdnrnn.hidden_size} hidden units")
+        self.device = torch.device(device)
+        self.vae = vae.to(self.device).eval()
+        self.mdnrnn = mdnrnn.to(self.device).eval()
+        self.controller = controller.to(self.device).eval()
+        self.use_mu = use_mu
+        self.generator = torch.Generator(device=self.device)
+        self.last: dict[str, torch.Tensor] = {}
+        # Set by from_checkpoints: the files loaded and C's training config.
+        self.sources: dict[str, Path] = {}
+        self.controller_config: dict = {}
+        self.reset(seed)
+
+    @classmethod
+    def from_checkpoints(cls, controller_path: str | os.PathLike,
+                         vae_path: str | os.PathLike | None = None,
+                         mdnrnn_path: str | os.PathLike | None = None,
+                         device: str | torch.device = "cpu", use_mu: bool = False,
+                         seed: int = 0) -> "WorldModelsAgent":
+        """Load C and the V and M it was trained with (default: the paths C records).
+
+        A V or M whose sha256 differs from the one recorded in C (or an M trained on
+        another V) raises CheckpointError.
+        """
+        controller, ckpt = load_controller(controller_path)
+        extra = ckpt.get("extra", {})
+        vae_path = _parent_path(vae_path, extra, "vae_path", controller_path)
+        mdnrnn_path = _parent_path(mdnrnn_path, extra, "mdnrnn_path", controller_path)
+        check_parent(ckpt, "vae_sha256", vae_path)
+        check_parent(ckpt, "mdnrnn_sha256", mdnrnn_path)
+        vae, _ = load_vae(vae_path)
+        mdnrnn, _ = load_mdnrnn(mdnrnn_path, vae_path=vae_path)
+        agent = cls(vae, mdnrnn, controller, device=device, use_mu=use_mu, seed=seed)
+        agent.sources = {"controller": Path(controller_path), "vae": vae_path, "mdnrnn": mdnrnn_path}
+        agent.controller_config = dict(ckpt.get("config", {}))
+        return agent
+
+    def set_params(self, params: np.ndarray | torch.Tensor) -> None:
+        """Replace C's parameters by a flat vector (the ES's candidate)."""
+        self.controller.set_flat(params)
+
+    def reset(self, seed: int | None = None) -> None:
+        """Start an episode: h = 0; with ``seed``, re-seed the z sampling noise."""
+        if seed is not None:
+            self.generator.manual_seed(int(seed))
+        self.state = self.mdnrnn.initial_state(1, self.device)
+        self.last = {}
+
+    @torch.no_grad()
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """A processed frame (64 x 64 x 3 uint8) -> action float32 (3,): steer, gas, brake."""
+        frame = torch.from_numpy(np.ascontiguousarray(obs)).to(self.device).unsqueeze(0)
+        mu, logvar = self.vae.encode(frames_to_tensor(frame))
+        z = mu if self.use_mu else ConvVAE.reparameterize(mu, logvar, self.generator)
+        h = self.state[0][0]
+        action = self.controller(z, h)
+        out, _, self.state = self.mdnrnn.step(z, action, self.state)
+        self.last = {"mu": mu, "logvar": logvar, "z": z, "h": h, "action": action,
+                     "next_z": sample_z(out, tau=0.0)}
+        return action[0].cpu().numpy().astype(np.float32)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> np.ndarray:
+        """z (N x Z) -> frames N x 64 x 64 x 3 uint8."""
+        return tensor_to_frames(self.vae.decode(z.to(self.device))).cpu().numpy()
+
+    def reconstruction(self) -> np.ndarray:
+        """V's reconstruction of the last frame, from the z C saw (64 x 64 x 3 uint8)."""
+        return self.decode(self._last("z"))[0]
+
+    def prediction(self) -> np.ndarray:
+        """M's prediction of the next frame, decoded through V (64 x 64 x 3 uint8)."""
+        return self.decode(self._last("next_z"))[0]
+
+    def _last(self, key: str) -> torch.Tensor:
+        if key not in self.last:
+            raise RuntimeError("the agent has not acted since its last reset")
+        return self.last[key]
+
+
+def load_controller(path: str | os.PathLike) -> tuple[Controller, dict]:
+    """Rebuild C from a ``controller`` checkpoint (sizes from its extra); eval mode."""
+    ckpt = load_checkpoint(path, kind="controller")
+    extra = ckpt.get("extra", {})
+    try:
+        controller = Controller(z_dim=int(extra["z_dim"]), hidden_size=int(extra["hidden_size"]))
+    except KeyError as e:
+        raise CheckpointError(f"{path} records no {e.args[0]} in its extra") from None
+    load_state(controller, ckpt["model"], path)
+    return controller.eval(), ckpt
+
+
+def _parent_path(given, extra: dict, key: str, controller_path) -> Path:
+    if given is not None:
+        return Path(given)
+    if key not in extra:
+        raise CheckpointError(f"{controller_path} records no {key}; pass the path explicitly")
+    return Path(extra[key])

@@ -1,0 +1,59 @@
+"""Shared test fixtures.
+
+- Headless pygame: ``SDL_VIDEODRIVER=dummy`` is set (unless already set) for the whole test
+  session, before anything imports pygame; worker processes inherit it.
+- ``make_rollouts(folder, lengths=(12, 9, 15), seed=0) -> Path``: writes synthetic rollout
+  shards ``ep_000000.npz ...`` (random uint8 frames, random actions in the action space,
+  rewards, the last step ``truncated``, except the last episode which ends ``terminated``)
+  and their ``manifest.jsonl`` into ``folder``, through ``worldmodels.data``; returns folder.
+- ``tiny_rollouts -> Path``: ``make_rollouts(tmp_path / "rollouts")`` with the defaults:
+  3 episodes of 12, 9 and 15 steps.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
+
+
+def _write_rollouts(folder: Path, lengths=(12, 9, 15), seed: int = 0) -> Path:
+    from worldmodels.data import append_manifest, shard_name, write_shard
+
+    rng = np.random.default_rng(seed)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, length in enumerate(lengths):
+        done = np.zeros(length, dtype=np.bool_)
+        done[-1] = True
+        last = index == len(lengths) - 1
+        arrays = {
+            "obs": rng.integers(0, 256, (length, 64, 64, 3), dtype=np.uint8),
+            "action": rng.uniform([-1, 0, 0], [1, 1, 1], (length, 3)).astype(np.float32),
+            "reward": rng.normal(0, 1, length).astype(np.float32),
+            "terminated": done if last else np.zeros(length, dtype=np.bool_),
+            "truncated": np.zeros(length, dtype=np.bool_) if last else done,
+        }
+        sha = write_shard(folder / shard_name(index), arrays, kind="rollout")
+        append_manifest(folder, {
+            "index": index, "file": shard_name(index), "seed": index, "length": length,
+            "return": float(arrays["reward"].sum(dtype=np.float64)), "sha256": sha,
+            "policy": "synthetic",
+        })
+    return folder
+
+
+@pytest.fixture
+def make_rollouts():
+    """Factory: ``make_rollouts(folder, lengths=(12, 9, 15), seed=0) -> folder``."""
+    return _write_rollouts
+
+
+@pytest.fixture
+def tiny_rollouts(tmp_path: Path) -> Path:
+    """A rollout folder with 3 synthetic episodes (12, 9, 15 steps) and its manifest."""
+    return _write_rollouts(tmp_path / "rollouts")

@@ -1,0 +1,282 @@
+"""``worldmodels collect``: policies, determinism across workers, resume, interrupts, CLI."""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from worldmodels import cli
+from worldmodels.agents import make_policy
+from worldmodels.collect import collect_episode, collect_rollouts, episode_seeds
+from worldmodels.config import CollectConfig, EnvConfig
+from worldmodels.data import MANIFEST, episode_files, read_manifest, read_shard
+from worldmodels.envs import make_env
+from worldmodels.runs import RunConfigMismatch, is_done
+from worldmodels.utils import sha256_file
+
+CFG = CollectConfig(episodes=4, workers=1, max_steps=30, policy="brownian", seed=0)
+ENV = EnvConfig()
+
+
+def shards(folder: Path) -> dict[str, dict[str, np.ndarray]]:
+    return {e["file"]: read_shard(folder / e["file"]) for e in read_manifest(folder)}
+
+
+def manifest_lines(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / MANIFEST).read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory) -> dict[int, Path]:
+    """The same collection made with 1 and with 2 workers."""
+    folders = {}
+    for workers in (1, 2):
+        folders[workers] = tmp_path_factory.mktemp(f"w{workers}")
+        collect_rollouts(folders[workers], replace(CFG, workers=workers), ENV, progress=False)
+    return folders
+
+
+# --- policies ---------------------------------------------------------------------------
+
+def test_unknown_policy_lists_names(tmp_path):
+    with pytest.raises(ValueError, match="brownian.*random"):
+        make_policy("greedy", np.random.default_rng(0))
+    with pytest.raises(ValueError, match="unknown policy 'greedy'"):
+        collect_rollouts(tmp_path / "out", replace(CFG, policy="greedy"), ENV, progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def act_many(name: str, seed: int, n: int = 2000) -> np.ndarray:
+    policy = make_policy(name, np.random.default_rng(seed))
+    policy.reset()
+    return np.stack([policy.act(None) for _ in range(n)])
+
+
+@pytest.mark.parametrize("name", ["brownian", "random"])
+def test_policy_actions_are_valid_and_seeded(name):
+    actions = act_many(name, 7)
+    assert actions.dtype == np.float32 and actions.shape == (2000, 3)
+    assert (actions >= [-1, 0, 0]).all() and (actions <= [1, 1, 1]).all()
+    np.testing.assert_array_equal(actions, act_many(name, 7))
+    assert not np.array_equal(actions, act_many(name, 8))
+
+
+def lag1_autocorr(x: np.ndarray) -> float:
+    return float(np.corrcoef(x[:-1], x[1:])[0, 1])
+
+
+def test_brownian_is_correlated_and_drives_forward():
+    actions = act_many("brownian", 0, 20_000)
+    steer, gas, brake = actions.T
+    assert lag1_autocorr(steer) > 0.9
+    assert abs(steer.mean()) < 0.1 and steer.std() > 0.15  # turns both ways
+    assert gas.mean() > brake.mean() + 0.15               # forward bias
+    assert (brake == 0).mean() > 0.6                       # the brake is mostly released
+
+
+def test_random_is_uniform_and_uncorrelated():
+    actions = act_many("random", 0, 20_000)
+    assert abs(lag1_autocorr(actions[:, 0])) < 0.05
+    np.testing.assert_allclose(actions.mean(0), [0, 0.5, 0.5], atol=0.02)
+
+
+# --- collection -------------------------------------------------------------------------
+
+def test_same_seed_same_arrays_whatever_the_workers(collected):
+    one, two = shards(collected[1]), shards(collected[2])
+    assert sorted(one) == [f"ep_{i:06d}.npz" for i in range(4)]
+    assert sorted(two) == sorted(one)
+    for name in one:
+        for key in one[name]:
+            np.testing.assert_array_equal(one[name][key], two[name][key], err_msg=f"{name}:{key}")
+    # same entries; the files' sha256 may differ, as the zip format stores the write time
+    strip = lambda entries: [{k: v for k, v in e.items() if k != "sha256"}  # noqa: E731
+                             for e in entries]
+    assert strip(read_manifest(collected[1])) == strip(read_manifest(collected[2]))
+    # episodes differ from each other (each has its own track and policy seed)
+    assert not np.array_equal(one["ep_000000.npz"]["obs"][0], one["ep_000001.npz"]["obs"][0])
+    assert len({e["seed"] for e in read_manifest(collected[1])}) == 4
+
+
+def test_manifest_matches_files(collected):
+    folder = collected[2]
+    assert is_done(folder)
+    recorded = json.loads((folder / "collect.json").read_text())["config"]
+    assert recorded["env"]["env_id"] == ENV.env_id and recorded["policy"] == CFG.policy
+    entries = read_manifest(folder)
+    assert [e["index"] for e in entries] == [0, 1, 2, 3]
+    assert len(episode_files(folder, verify=True)) == 4
+    for e in entries:
+        arrays = read_shard(folder / e["file"])
+        assert e["sha256"] == sha256_file(folder / e["file"])
+        assert e["length"] == len(arrays["obs"]) == CFG.max_steps
+        assert e["return"] == pytest.approx(float(arrays["reward"].sum(dtype=np.float64)))
+        assert e["seed"] == episode_seeds(CFG.seed, e["index"])[0] and e["policy"] == "brownian"
+        # stopped by --max-steps: a time limit on the last step only
+        assert arrays["truncated"].tolist() == [False] * (CFG.max_steps - 1) + [True]
+        assert not arrays["terminated"].any()
+
+
+def test_obs_action_alignment(collected):
+    entry = read_manifest(collected[1])[1]
+    arrays = read_shard(collected[1] / entry["file"])
+    env = make_env(ENV)
+    try:
+        obs, _ = env.reset(seed=entry["seed"])
+        np.testing.assert_array_equal(arrays["obs"][0], obs)  # obs[t] is seen before action[t]
+        for t in range(3):
+            obs, reward, *_ = env.step(arrays["action"][t])
+            np.testing.assert_array_equal(arrays["obs"][t + 1], obs)
+            assert arrays["reward"][t] == np.float32(reward)
+    finally:
+        env.close()
+    # the stored actions are the seeded policy's
+    policy = make_policy("brownian", np.random.default_rng(episode_seeds(CFG.seed, 1)[1]))
+    policy.reset()
+    replayed = np.stack([policy.act(obs) for obs in arrays["obs"]])
+    np.testing.assert_array_equal(arrays["action"], replayed)
+
+
+@pytest.mark.parametrize("change", [{"seed": 1}, {"policy": "random"}, {"max_steps": 31}])
+def test_rerun_with_other_options_is_refused(collected, change):
+    folder = collected[1]
+    before = (folder / MANIFEST).read_bytes()
+    with pytest.raises(RunConfigMismatch, match=next(iter(change))):
+        collect_rollouts(folder, replace(CFG, **change), ENV, progress=False)
+    with pytest.raises(RunConfigMismatch, match="env_id"):
+        collect_rollouts(folder, CFG, replace(ENV, env_id="worldmodels/CarRacingFast-v3"),
+                         progress=False)
+    assert (folder / MANIFEST).read_bytes() == before
+
+
+def test_second_collect_into_the_same_folder_is_refused(collected):
+    with open(collected[1] / "collect.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running collect holds it
+        with pytest.raises(cli.CLIError, match="another `worldmodels collect` is writing"):
+            collect_rollouts(collected[1], CFG, ENV, progress=False)
+    assert collect_rollouts(collected[1], CFG, ENV, progress=False) == read_manifest(collected[1])
+
+
+def test_resume_after_a_crash(tmp_path, collected):
+    out = tmp_path / "rollouts"
+    first = collect_rollouts(out, replace(CFG, episodes=2), ENV, progress=False)
+    assert [e["index"] for e in first] == [0, 1]
+    kept = {name: (out / name).stat().st_mtime_ns for name in ("ep_000000.npz", "ep_000001.npz")}
+    # A crash of a later run: episode 2 written but not listed, episode 3 half-written under
+    # its final name (e.g. copied by hand), a stray temp file, a manifest line cut short.
+    orphan = collect_episode(2, out, CFG, ENV)
+    (out / "ep_000003.npz").write_bytes((out / "ep_000002.npz").read_bytes()[:500])
+    (out / ".ep_000003.npz.k1ll3d.tmp").write_bytes(b"partial")
+    with open(out / MANIFEST, "a") as f:
+        f.write('{"index": 3, "fi')
+
+    with pytest.warns(UserWarning, match="corrupt"):
+        entries = collect_rollouts(out, replace(CFG, workers=2), ENV, progress=False)
+
+    assert [e["index"] for e in entries] == [0, 1, 2, 3]
+    assert [e["index"] for e in manifest_lines(out)] == [0, 1, 2, 3]  # no duplicates
+    assert list(out.glob(".*")) == []                                 # no partial files
+    assert sorted(p.name for p in out.glob("ep_*.npz")) == [e["file"] for e in entries]
+    assert len(episode_files(out, verify=True)) == 4
+    assert entries[2]["sha256"] == orphan["sha256"]   # adopted, not redone
+    assert {n: (out / n).stat().st_mtime_ns for n in kept} == kept
+    # the resumed collection equals the uninterrupted one
+    resumed, reference = shards(out), shards(collected[1])
+    for name in reference:
+        for key in reference[name]:
+            np.testing.assert_array_equal(resumed[name][key], reference[name][key])
+    # a rerun asking for fewer episodes collects nothing and returns those asked for
+    before = (out / MANIFEST).read_bytes()
+    assert [e["index"] for e in collect_rollouts(out, replace(CFG, episodes=2), ENV,
+                                                 progress=False)] == [0, 1]
+    assert (out / MANIFEST).read_bytes() == before
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+def test_interrupt_stops_workers_and_leaves_no_partial_files(tmp_path, how):
+    out = tmp_path / "rollouts"
+    cfg = CollectConfig(episodes=8, workers=2, max_steps=80, seed=3)
+    code = ("from worldmodels.collect import collect_rollouts\n"
+            "from worldmodels.config import CollectConfig, EnvConfig\n"
+            f"collect_rollouts({str(out)!r}, CollectConfig(**{cfg.__dict__!r}), EnvConfig(),"
+            " progress=False)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 60
+    while not read_manifest(out) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.stderr.read().decode()
+    if how == "ctrl-c":
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole process group
+    else:
+        os.kill(proc.pid, signal.SIGTERM)   # `kill PID` reaches the parent only
+    _, stderr = proc.communicate(timeout=30)
+    assert b"KeyboardInterrupt" in stderr
+    for _ in range(50):  # the workers are gone too
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail(f"worker processes survived {how}")
+    done = read_manifest(out)
+    assert 1 <= len(done) < cfg.episodes and not is_done(out)
+    assert list(out.glob(".*")) == []
+    for path in out.glob("ep_*.npz"):
+        read_shard(path)  # whatever is visible is complete
+    # rerunning continues where it stopped
+    more = collect_rollouts(out, replace(cfg, episodes=len(done) + 1, workers=1), ENV,
+                            progress=False)
+    finished = {e["index"]: e["sha256"] for e in done}  # finish order, not always 0, 1, ...
+    assert max(finished) <= len(done) and [e["index"] for e in more] == list(range(len(done) + 1))
+    assert {e["index"]: e["sha256"] for e in more if e["index"] in finished} == finished
+
+
+# --- command line -----------------------------------------------------------------------
+
+@pytest.fixture
+def collect_only(monkeypatch):
+    """The CLI with just this stage (other stage modules may not exist yet)."""
+    monkeypatch.setattr(cli, "COMMANDS", [c for c in cli.COMMANDS if c[0] == "collect"])
+
+
+def test_cli(tmp_path, capsys, collect_only):
+    def collect(out: Path, *extra: str) -> int:
+        return cli.main(["collect", "--preset", "debug", "--episodes", "1", "--max-steps", "20",
+                         "--workers", "1", "--out", str(out), "--no-progress", *extra])
+
+    out = tmp_path / "rollouts"
+    assert collect(out, "--policy", "random") == 0
+    assert "1 episodes (1 new" in capsys.readouterr().out
+    (entry,) = read_manifest(out)
+    assert entry["length"] == 20 and entry["policy"] == "random"
+
+    assert collect(out, "--policy", "random", "--seed", "5") == 2
+    assert "different config" in capsys.readouterr().err
+    assert collect(tmp_path / "x", "--policy", "nope") == 2
+    assert "unknown policy 'nope'" in capsys.readouterr().err
+    assert collect(tmp_path / "y", "--env-id", "Nope-v0") == 2
+    assert "unknown environment id 'Nope-v0'" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_cli_help_explains_every_option(capsys, collect_only):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["collect", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for option in ("--episodes", "--workers", "--max-steps", "--policy", "--seed", "--out",
+                   "--env-id", "--preset", "--no-progress"):
+        assert option in text

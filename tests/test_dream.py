@@ -1,0 +1,314 @@
+"""The batched dream (worldmodels.dream), the `dream` command and worldmodels.video."""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from worldmodels.checkpoint import CheckpointError, checkpoint_sha256, save_checkpoint
+from worldmodels.cli import CLIError
+from worldmodels.config import MDNRNNConfig, VAEConfig
+from worldmodels.controller import Controller
+from worldmodels.dream import BatchedDream
+from worldmodels.mdnrnn import MDNRNN, load_mdnrnn, sample_z
+from worldmodels.vae import ConvVAE
+from worldmodels.video import hstack_panels, read_video_frames, write_video
+
+Z, H, K = 8, 16, 3
+
+
+def tiny_mdnrnn(seed: int = 0, done_bias: float = -8.0) -> MDNRNN:
+    """A small M with random weights; ``done_bias`` -8 keeps p(done) < 0.02 (never done)."""
+    torch.manual_seed(seed)
+    m = MDNRNN(z_dim=Z, action_dim=3, hidden_size=H, n_gaussians=K)
+    with torch.no_grad():
+        m.done_head.bias.fill_(done_bias)
+    return m.eval()
+
+
+def save_tiny_models(folder: Path, seed: int = 0) -> tuple[Path, Path]:
+    """Write a random tiny V (z=8) and an M trained 'against' it; returns (vae_path, m_path)."""
+    torch.manual_seed(seed)
+    vae = ConvVAE(z_dim=Z)
+    vae_path = save_checkpoint(folder / "vae.pt", kind="vae", config=asdict(VAEConfig(z_dim=Z)),
+                               model=vae.state_dict())
+    m = tiny_mdnrnn(seed)
+    gen = torch.Generator().manual_seed(seed)
+    cfg = MDNRNNConfig(z_dim=Z, hidden_size=H, n_gaussians=K)
+    m_path = save_checkpoint(
+        folder / "mdnrnn.pt", kind="mdnrnn", config=asdict(cfg), model=m.state_dict(),
+        parents={"vae_sha256": checkpoint_sha256(vae_path)},
+        extra={"initial_mu": torch.randn(5, Z, generator=gen),
+               "initial_logvar": torch.randn(5, Z, generator=gen) - 2.0,
+               "vae_path": str(vae_path)})
+    return vae_path, m_path
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory) -> tuple[Path, Path]:
+    return save_tiny_models(tmp_path_factory.mktemp("models"))
+
+
+def make_dream(m: MDNRNN | None = None, **kw) -> BatchedDream:
+    gen = torch.Generator().manual_seed(1)
+    return BatchedDream(m if m is not None else tiny_mdnrnn(), torch.randn(5, Z, generator=gen),
+                        torch.full((5, Z), -2.0), **kw)
+
+
+# --- BatchedDream ----------------------------------------------------------------------------
+
+def test_step_follows_mdnrnn_at_temperature_zero():
+    """Fused weights and buffers compute exactly M's step: h, the collapsed z, the reward."""
+    m = tiny_mdnrnn()
+    dream = make_dream(m, temperature=0.0)
+    torch.manual_seed(3)
+    z0 = torch.randn(4, Z)
+    actions = torch.rand(6, 4, 3)
+    z, h = dream.reset(4, z=z0)
+    state = m.initial_state(4)
+    z_ref = z0
+    with torch.no_grad():
+        for a in actions:
+            out, h_ref, state = m.step(z_ref, a, state)
+            z_ref = sample_z(out, 0.0)
+            z, h, reward, done = dream.step(a)
+            torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(z, z_ref, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(reward, out.reward, atol=1e-5, rtol=1e-5)
+            assert not done.any()
+
+
+def test_next_z_has_the_tempered_mixture_statistics():
+    """One step from one state, 20000 times: mean and variance of the mixture at tau."""
+    m = tiny_mdnrnn()
+    tau = 1.5
+    n = 20_000
+    dream = make_dream(m, temperature=tau)
+    z0 = torch.randn(1, Z).expand(n, Z)
+    a = torch.tensor([[0.2, 0.5, 0.1]]).expand(n, 3)
+    dream.reset(n, generator=0, z=z0)
+    z, *_ = dream.step(a)
+    with torch.no_grad():
+        out, _, _ = m.step(z0[:1], a[:1], m.initial_state(1))
+    pi = torch.softmax(out.logpi[0] / tau, -1)
+    mu, var = out.mu[0], out.logsigma[0].exp().pow(2) * tau
+    mean = (pi * mu).sum(-1)
+    variance = (pi * (var + mu ** 2)).sum(-1) - mean ** 2
+    se = (variance / n).sqrt()
+    assert ((z.mean(0) - mean).abs() < 5 * se).all()
+    torch.testing.assert_close(z.var(0), variance, rtol=0.1, atol=1e-4)
+
+
+def test_evaluate_batched_equals_one_by_one_and_env_style_steps():
+    dream = make_dream(temperature=1.2, max_steps=25, sample_done=True)
+    torch.manual_seed(0)
+    params = torch.randn(4, dream.n_params) * 0.5
+    batched = dream.evaluate(params, n_rollouts=3, seed=7)
+    assert batched.shape == (4, 3)
+    single = torch.cat([dream.evaluate(p[None], n_rollouts=3, seed=7) for p in params])
+    torch.testing.assert_close(batched, single, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(batched[0], batched[1])  # different controllers, different returns
+    assert not torch.allclose(dream.evaluate(params[:1], 3, seed=8), batched[:1])
+
+    # Rollout 0 of evaluate == the env-style API with the same seed and C's actions.
+    c = Controller(Z, H)
+    c.set_flat(params[2].numpy())
+    z, h = dream.reset(1, generator=7)
+    ret = 0.0
+    with torch.no_grad():
+        for _ in range(25):
+            z, h, reward, done = dream.step(c(z, h))
+            ret += float(reward[0])
+    assert dream.truncated
+    assert ret == pytest.approx(float(dream.evaluate(params[2:3], 1, seed=7)[0, 0]), abs=1e-4)
+
+
+def test_done_masks_freeze_finished_dreams():
+    """p(done) = 0.5 sampled each step; reward 1 per step: return = steps until done."""
+    m = tiny_mdnrnn()
+    with torch.no_grad():
+        m.done_head.weight.zero_()
+        m.done_head.bias.zero_()
+        m.reward_head.weight.zero_()
+        m.reward_head.bias.fill_(1.0)
+    dream = make_dream(m, temperature=1.0, sample_done=True, max_steps=30)
+    b = 64
+    action = torch.tensor([[0.0, 0.5, 0.0]]).expand(b, 3)  # what a zero controller does
+    z, h = dream.reset(b, generator=11)
+    done_prev = torch.zeros(b, dtype=torch.bool)
+    total = torch.zeros(b)
+    for _ in range(30):
+        z_prev, h_prev = z, h
+        z, h, reward, done = dream.step(action)
+        assert (done | ~done_prev).all(), "a finished dream came back to life"
+        assert (reward[done_prev] == 0).all() and (reward[~done_prev] == 1).all()
+        torch.testing.assert_close(z[done_prev], z_prev[done_prev], rtol=0, atol=0)
+        torch.testing.assert_close(h[done_prev], h_prev[done_prev], rtol=0, atol=0)
+        total += reward
+        done_prev = done
+    assert done.all()  # P(a dream survives 30 halvings) ~ 1e-9
+    assert total.min() >= 1 and total.max() <= 30 and len(total.unique()) > 3
+    # The same dreams through evaluate (a zero controller acts (0, 0.5, 0)).
+    returns = dream.evaluate(torch.zeros(1, dream.n_params), n_rollouts=b, seed=11)
+    torch.testing.assert_close(returns[0], total)
+
+
+def test_max_steps_truncation():
+    m = tiny_mdnrnn()
+    with torch.no_grad():
+        m.reward_head.weight.zero_()
+        m.reward_head.bias.fill_(0.5)
+    dream = make_dream(m, max_steps=12)
+    returns = dream.evaluate(torch.zeros(3, dream.n_params), n_rollouts=2, seed=0)
+    torch.testing.assert_close(returns, torch.full((3, 2), 6.0))
+    dream.reset(2, generator=0)
+    for _ in range(12):
+        assert not dream.truncated
+        dream.step(torch.zeros(2, 3))
+    assert dream.truncated and dream.t == 12
+    with pytest.raises(RuntimeError, match="max_steps"):
+        dream.step(torch.zeros(2, 3))
+
+
+def test_temperature_zero_is_deterministic_whatever_the_seed():
+    dream = make_dream(temperature=0.0, max_steps=15)
+    params = torch.randn(3, dream.n_params)
+    torch.testing.assert_close(dream.evaluate(params, 4, seed=0), dream.evaluate(params, 4, seed=123),
+                               rtol=0, atol=0)
+    a = torch.rand(3, 3)
+    runs = []
+    for seed in (0, 1):
+        dream.reset(3, generator=seed)
+        runs.append(dream.step(a)[0])
+    torch.testing.assert_close(runs[0], runs[1], rtol=0, atol=0)
+
+
+def test_from_checkpoint_checks_v_and_initial_encodings(models, tmp_path):
+    vae_path, m_path = models
+    dream = BatchedDream.from_checkpoint(m_path, vae_path=vae_path, temperature=1.1)
+    assert dream.initial_mu.shape == (5, Z) and dream.n_params == (Z + H) * 3 + 3
+    other_vae = save_checkpoint(tmp_path / "other.pt", kind="vae", config=asdict(VAEConfig(z_dim=Z)),
+                                model=ConvVAE(z_dim=Z).state_dict())
+    with pytest.raises(CheckpointError, match="different vae"):
+        BatchedDream.from_checkpoint(m_path, vae_path=other_vae)
+    m, ckpt = load_mdnrnn(m_path)
+    bare = save_checkpoint(tmp_path / "bare.pt", kind="mdnrnn", config=ckpt["config"],
+                           model=m.state_dict(), parents=ckpt["parents"])
+    with pytest.raises(CheckpointError, match="no initial encodings"):
+        BatchedDream.from_checkpoint(bare)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="temperature"):
+        make_dream(temperature=-1.0)
+    dream = make_dream()
+    with pytest.raises(ValueError, match="params must be P x"):
+        dream.evaluate(torch.zeros(2, 5), 1, 0)
+    with pytest.raises(RuntimeError, match="reset"):
+        dream.step(torch.zeros(1, 3))
+    dream.reset(2, generator=0)
+    with pytest.raises(ValueError, match="action must be 2 x 3"):
+        dream.step(torch.zeros(3))
+
+
+# --- video.py --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("ext", [".mp4", ".gif"])
+def test_video_round_trip(tmp_path, ext):
+    rng = np.random.default_rng(0)
+    frames = np.repeat(np.repeat(rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8), 8, 1), 8, 2)
+    path = write_video(tmp_path / f"v{ext}", frames, fps=10)
+    back = read_video_frames(path)
+    assert back.shape == frames.shape and back.dtype == np.uint8
+    # mp4 is lossy and gif quantises colours: compare loosely, frame by frame.
+    assert np.abs(back.astype(int) - frames.astype(int)).mean() < 25
+    assert sorted(p.name for p in tmp_path.iterdir()) == [f"v{ext}"]  # no temporary left
+
+
+def test_video_errors(tmp_path):
+    with pytest.raises(ValueError, match="unknown extension '.avi'"):
+        write_video(tmp_path / "v.avi", np.zeros((2, 8, 8, 3), np.uint8))
+    with pytest.raises(ValueError, match="T x H x W x 3 uint8"):
+        write_video(tmp_path / "v.gif", np.zeros((2, 8, 8), np.uint8))
+
+
+def test_hstack_panels_layout():
+    a = np.zeros((64, 64, 3), np.uint8)
+    out = hstack_panels([a, a + 255, a], ["one", "two", "three"], size=128)
+    assert out.shape == (128, 384, 3)
+    assert out[:, :128].max() > 0, "the label is drawn"
+    assert out[100:, 128:256].min() == 255
+
+
+# --- the dream command -----------------------------------------------------------------------
+
+def run_dream(*argv: str) -> int:
+    from worldmodels import dream_cli
+
+    parser = argparse.ArgumentParser()
+    dream_cli.add_arguments(parser)
+    return dream_cli.run(parser.parse_args(list(argv)))
+
+
+@pytest.mark.parametrize("actions", ["random", "file"])
+def test_dream_record(models, tmp_path, actions):
+    vae_path, m_path = models
+    if actions == "file":
+        np.save(tmp_path / "a.npy", np.tile([[0.1, 0.6, 0.0]], (12, 1)).astype(np.float32))
+        actions = str(tmp_path / "a.npy")
+    out = tmp_path / "dream.gif"
+    assert run_dream("--vae", str(vae_path), "--rnn", str(m_path), "--record", str(out),
+                     "--steps", "9", "--actions", actions, "--size", "96", "--device", "cpu",
+                     "--tb-dir", str(tmp_path / "tb")) == 0
+    frames = read_video_frames(out)
+    assert frames.shape == (10, 96, 96, 3)
+    assert any(p.name.startswith("events.out") for p in (tmp_path / "tb").iterdir())
+
+
+def test_open_loop_video_has_three_panels(models, tmp_path, make_rollouts):
+    vae_path, m_path = models
+    data = make_rollouts(tmp_path / "rollouts", lengths=(6, 9))
+    out = tmp_path / "openloop.mp4"
+    assert run_dream("--vae", str(vae_path), "--rnn", str(m_path), "--record", str(out),
+                     "--open-loop", "--data", str(data), "--episode", "1", "--size", "64",
+                     "--device", "cpu") == 0
+    frames = read_video_frames(out)
+    assert frames.shape == (9, 64, 3 * 64, 3)  # the episode's 9 frames: real | dream | diff
+    with pytest.raises(CLIError, match="--episode 4 is not in"):
+        run_dream("--vae", str(vae_path), "--rnn", str(m_path), "--record", str(out),
+                  "--open-loop", "--data", str(data), "--episode", "4")
+
+
+def test_dream_cli_errors(models, tmp_path):
+    vae_path, m_path = models
+    base = ("--vae", str(vae_path), "--rnn", str(m_path))
+    with pytest.raises(CLIError, match="nothing to do"):
+        run_dream(*base)
+    with pytest.raises(CLIError, match=r"\.mp4 or \.gif"):
+        run_dream(*base, "--record", str(tmp_path / "x.avi"))
+    with pytest.raises(CLIError, match="needs --data"):
+        run_dream(*base, "--record", str(tmp_path / "x.gif"), "--open-loop")
+    with pytest.raises(CLIError, match="unknown policy"):
+        run_dream(*base, "--record", str(tmp_path / "x.gif"), "--actions", "nope")
+
+
+def test_keyboard_without_display_is_a_clear_error(models, monkeypatch):
+    vae_path, m_path = models
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER"):
+        monkeypatch.delenv(var, raising=False)
+    with pytest.raises(CLIError, match="no display.*xvfb-run"):
+        run_dream("--vae", str(vae_path), "--rnn", str(m_path), "--keyboard")
+
+
+def test_keyboard_drives_under_a_dummy_display(models, tmp_path, monkeypatch):
+    vae_path, m_path = models
+    monkeypatch.setenv("SDL_VIDEODRIVER", "dummy")
+    out = tmp_path / "drive.gif"
+    assert run_dream("--vae", str(vae_path), "--rnn", str(m_path), "--keyboard", "--steps", "3",
+                     "--fps", "1000", "--record", str(out)) == 0
+    assert read_video_frames(out).shape == (3, 512, 512, 3)

@@ -1,0 +1,95 @@
+"""worldmodels evaluate: the documented JSON, determinism, baselines and clear errors."""
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from test_controller import save_controller, save_vae, tiny_world_models
+from worldmodels.checkpoint import CheckpointError, checkpoint_sha256
+from worldmodels.cli import CLIError
+from worldmodels import seeds
+
+STEPS = 30
+
+
+def evaluate_args(*argv: str) -> argparse.Namespace:
+    """Parse evaluate's command line with the module's own parser."""
+    from worldmodels import evaluate
+
+    parser = argparse.ArgumentParser()
+    evaluate.add_arguments(parser)
+    return parser.parse_args(["--episodes", "2", "--max-steps", str(STEPS), "--workers", "1",
+                              "--device", "cpu", "--no-progress", *argv])
+
+
+@pytest.fixture(scope="module")
+def controller(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("agent")
+    vae, rnn = tiny_world_models(folder)
+    return save_controller(folder / "controller.pt", vae, rnn)
+
+
+def test_writes_documented_json_deterministically(controller, tmp_path, capsys):
+    from worldmodels import evaluate
+
+    out_a, out_b = tmp_path / "a.json", tmp_path / "b.json"
+    evaluate.run(evaluate_args("--controller", str(controller), "--out", str(out_a)))
+    assert "mean" in capsys.readouterr().out
+    evaluate.run(evaluate_args("--controller", str(controller), "--out", str(out_b)))
+    a, b = json.loads(out_a.read_text()), json.loads(out_b.read_text())
+    assert a == b
+
+    assert a["agent"] == "world_models" and a["env_id"] == "CarRacing-v3"
+    assert a["seeds"] == seeds.test_seeds(2) and a["max_steps"] == STEPS
+    assert len(a["returns"]) == len(a["lengths"]) == 2
+    assert all(0 < n <= STEPS for n in a["lengths"])
+    assert a["controller_sha256"] == checkpoint_sha256(controller)
+    assert a["vae_sha256"] == checkpoint_sha256(a["vae"])
+    assert a["mdnrnn_sha256"] == checkpoint_sha256(a["mdnrnn"])
+    assert a["use_mu"] is False
+    s = a["summary"]
+    assert s["episodes"] == 2 and s["solved_threshold"] == 900 and s["solved"] is False
+    assert s["min"] <= s["mean"] <= s["max"] and s["std"] >= 0
+    assert s["mean"] == pytest.approx(sum(a["returns"]) / 2)
+
+
+def test_baseline_policy_same_with_any_number_of_workers(tmp_path):
+    from worldmodels import evaluate
+
+    one = evaluate.evaluate_agent(policy="brownian", episodes=2, workers=1, progress=False,
+                                  env_cfg=evaluate.EnvConfig(max_steps=STEPS))
+    two = evaluate.evaluate_agent(policy="brownian", episodes=2, workers=2, progress=False,
+                                  env_cfg=evaluate.EnvConfig(max_steps=STEPS))
+    assert one["agent"] == "brownian" and one["controller"] is None
+    assert one["returns"] == two["returns"] and one["lengths"] == two["lengths"]
+    assert one["returns"][0] != one["returns"][1]   # different tracks
+
+
+def test_corrupt_controller_is_a_checkpoint_error(controller, tmp_path):
+    from worldmodels import evaluate
+
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(controller.read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="corrupt"):
+        evaluate.run(evaluate_args("--controller", str(broken), "--out", str(tmp_path / "r.json")))
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_mismatched_vae_is_a_checkpoint_error(controller, tmp_path):
+    from worldmodels import evaluate
+
+    other = save_vae(tmp_path / "other_vae.pt", seed=42)
+    with pytest.raises(CheckpointError, match="different vae"):
+        evaluate.run(evaluate_args("--controller", str(controller), "--vae", str(other),
+                                   "--out", str(tmp_path / "r.json")))
+
+
+def test_controller_or_policy_not_both(controller, tmp_path):
+    from worldmodels import evaluate
+
+    with pytest.raises(CLIError):
+        evaluate.run(evaluate_args("--controller", str(controller), "--policy", "random"))
+    with pytest.raises(CLIError):
+        evaluate.run(evaluate_args())

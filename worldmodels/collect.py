@@ -1,0 +1,360 @@
+"""Collect rollouts of a random policy in the real environment (``worldmodels collect``).
+
+Episode ``i`` drives the track of seed ``derive_seed(seed, i)`` with a policy drawing from
+``derive_seed(seed, i, 1)``, so the same command gives the same arrays whatever the number
+of workers. Each episode is written to ``OUT/ep_{i:06d}.npz`` (temp file + rename) by the
+worker process that ran it; only the parent appends it to ``OUT/manifest.jsonl``. The
+shard format is described in ``worldmodels.data``.
+
+An episode ends when the env terminates (lap done, off the playfield) or truncates, or
+after ``--max-steps`` steps; stopping at ``--max-steps`` counts as a time limit
+(``truncated`` is True on the last step).
+
+Rerunning the same command resumes: finished episodes are kept, a shard that was written
+but not yet listed (a kill between the two) is checked and listed (or redone if corrupt),
+and temp files left by a kill are deleted. The options that shape the data (policy, seed,
+max steps, env id, frame settings) are recorded in ``OUT/collect.json``; a rerun with
+others is refused. ``--episodes`` may grow (the data set is extended) and ``--workers``
+may change.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import multiprocessing as mp
+import re
+import signal
+import threading
+import time
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Callable, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from .cli import (CLIError, add_config_arguments, add_preset_argument, config_from_args,
+                  preset_from_args)
+from .config import CollectConfig, EnvConfig, to_dict
+from .data import (MANIFEST, ShardError, append_manifest, read_manifest, read_shard, shard_name,
+                   write_shard)
+from .runs import mark_done, start_run
+from .seeds import derive_seed
+from .utils import sha256_file
+
+RUN_FILE = "collect.json"
+_POLICY_STREAM = 1  # extra seed key, so the policy's numbers differ from the track's
+_SHARD_RE = re.compile(r"ep_(\d+)\.npz")
+_TEMP_GLOB = ".ep_*.npz.*.tmp"  # what utils.atomic_write leaves behind when killed
+
+
+def episode_seeds(base_seed: int, index: int) -> tuple[int, int]:
+    """(env seed, policy seed) of episode ``index``; the env seed is the track."""
+    return derive_seed(base_seed, index), derive_seed(base_seed, index, _POLICY_STREAM)
+
+
+def run_episode(index: int, cfg: CollectConfig, env_cfg: EnvConfig,
+                on_step: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
+    """Play episode ``index`` and return its arrays (the rollout shard schema)."""
+    from worldmodels.agents import make_policy
+    from worldmodels.envs import make_env
+
+    env_seed, policy_seed = episode_seeds(cfg.seed, index)
+    policy = make_policy(cfg.policy, np.random.default_rng(policy_seed))
+    env = make_env(env_cfg)
+    frames, actions, rewards, terminated, truncated = [], [], [], [], []
+    try:
+        obs, _ = env.reset(seed=env_seed)
+        policy.reset()
+        for t in range(cfg.max_steps):
+            action = policy.act(obs)
+            frames.append(obs)
+            actions.append(action)
+            obs, reward, term, trunc, _ = env.step(action)
+            rewards.append(reward)
+            terminated.append(term)
+            truncated.append(trunc or t == cfg.max_steps - 1)
+            if on_step is not None:
+                on_step()
+            if term or trunc:
+                break
+    finally:
+        env.close()
+    return {
+        "obs": np.stack(frames),
+        "action": np.stack(actions).astype(np.float32),
+        "reward": np.asarray(rewards, dtype=np.float32),
+        "terminated": np.asarray(terminated, dtype=np.bool_),
+        "truncated": np.asarray(truncated, dtype=np.bool_),
+    }
+
+
+def _manifest_entry(index: int, cfg: CollectConfig, reward: np.ndarray, sha256: str) -> dict:
+    return {
+        "index": index,
+        "file": shard_name(index),
+        "seed": episode_seeds(cfg.seed, index)[0],
+        "length": int(len(reward)),
+        "return": float(np.sum(reward, dtype=np.float64)),
+        "sha256": sha256,
+        "policy": cfg.policy,
+    }
+
+
+def collect_episode(index: int, out_dir: Path, cfg: CollectConfig, env_cfg: EnvConfig,
+                    on_step: Callable[[], None] | None = None) -> dict:
+    """Play episode ``index``, write its shard atomically, return its manifest entry."""
+    arrays = run_episode(index, cfg, env_cfg, on_step)
+    sha = write_shard(Path(out_dir) / shard_name(index), arrays, kind="rollout")
+    return _manifest_entry(index, cfg, arrays["reward"], sha)
+
+
+# --- worker processes -------------------------------------------------------------------
+
+_worker_steps = None  # shared step counter of this worker process (for steps/s)
+
+
+def _init_worker(counter) -> None:
+    global _worker_steps
+    # Ctrl-C reaches the whole process group: the parent alone handles it (and stops us).
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker_steps = counter
+
+
+def _count_step() -> None:
+    with _worker_steps.get_lock():
+        _worker_steps.value += 1
+
+
+def _worker(task: tuple[int, str, CollectConfig, EnvConfig]) -> dict:
+    index, out_dir, cfg, env_cfg = task
+    return collect_episode(index, Path(out_dir), cfg, env_cfg, on_step=_count_step)
+
+
+# --- the parent -------------------------------------------------------------------------
+
+def run_config(cfg: CollectConfig, env_cfg: EnvConfig) -> dict:
+    """What ``collect.json`` records: every option that changes the data."""
+    return {"policy": cfg.policy, "seed": cfg.seed, "max_steps": cfg.max_steps,
+            "env": to_dict(env_cfg)}
+
+
+def _check_config(cfg: CollectConfig, env_cfg: EnvConfig) -> None:
+    """Fail on bad options before anything is written."""
+    from worldmodels.agents import make_policy
+    from worldmodels.envs import make_env
+
+    make_policy(cfg.policy, np.random.default_rng(0))  # unknown name: ValueError listing names
+    make_env(env_cfg).close()                          # unknown env id: ValueError listing ids
+    for name, low in (("episodes", 0), ("workers", 1), ("max_steps", 1)):
+        if getattr(cfg, name) < low:
+            raise ValueError(f"{name} must be >= {low}, got {getattr(cfg, name)}")
+
+
+@contextlib.contextmanager
+def _locked(out: Path) -> Iterator[None]:
+    """Hold ``OUT/collect.lock``, so that a second collect into the same folder stops at once."""
+    with open(out / "collect.lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise CLIError(f"another `worldmodels collect` is writing to {out}; wait for it "
+                           "to finish or stop it first") from None
+        yield  # closing the file releases the lock (so does the process ending)
+
+
+def _remove_temp_files(out: Path) -> None:
+    for tmp in out.glob(_TEMP_GLOB):
+        tmp.unlink(missing_ok=True)
+
+
+def _repair_manifest(out: Path) -> None:
+    """Drop a last line cut short by a kill, so the next append starts on a fresh line."""
+    path = out / MANIFEST
+    if not path.is_file():
+        return
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
+
+def _adopt_orphans(out: Path, cfg: CollectConfig, entries: dict[int, dict]) -> None:
+    """List shards written just before a kill that never reached the manifest."""
+    for path in sorted(out.glob("ep_*.npz")):
+        match = _SHARD_RE.fullmatch(path.name)
+        if match is None or int(match.group(1)) in entries:
+            continue
+        index = int(match.group(1))
+        try:
+            reward = read_shard(path, "rollout")["reward"]
+        except ShardError as e:
+            warnings.warn(f"deleting unlisted corrupt shard (it will be redone): {e}", stacklevel=3)
+            path.unlink()
+            continue
+        entry = _manifest_entry(index, cfg, reward, sha256_file(path))
+        append_manifest(out, entry)
+        entries[index] = entry
+
+
+def _prepare_folder(out: Path, cfg: CollectConfig) -> list[int]:
+    """Clean up after a kill; return the indices still to collect."""
+    _remove_temp_files(out)
+    _repair_manifest(out)
+    entries = {e["index"]: e for e in read_manifest(out)}
+    _adopt_orphans(out, cfg, entries)
+    todo = []
+    for i in range(cfg.episodes):
+        if i in entries and not (out / entries[i]["file"]).is_file():
+            warnings.warn(f"{out / entries[i]['file']} is listed in the manifest but missing; "
+                          "collecting it again", stacklevel=3)
+        if i not in entries or not (out / entries[i]["file"]).is_file():
+            todo.append(i)
+    return todo
+
+
+class _Progress:
+    """Episodes on a tqdm bar, env steps/s of this run in its postfix."""
+
+    def __init__(self, total: int, done: int, enabled: bool):
+        self.bar = tqdm(total=total, initial=done, unit="ep", desc="collect",
+                        disable=not enabled, dynamic_ncols=True)
+        self.start = time.monotonic()
+        self.steps = 0
+        self._shown = 0.0
+
+    def set_steps(self, steps: int, force: bool = False) -> None:
+        self.steps = steps
+        now = time.monotonic()
+        if force or now - self._shown >= 0.5:
+            self._shown = now
+            self.bar.set_postfix_str(f"{steps} steps, {self.rate():.0f} steps/s", refresh=True)
+
+    def episode_done(self) -> None:
+        self.bar.update(1)
+
+    def rate(self) -> float:
+        return self.steps / max(time.monotonic() - self.start, 1e-9)
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _collect_in_process(todo: list[int], out: Path, cfg: CollectConfig, env_cfg: EnvConfig,
+                        progress: _Progress) -> None:
+    steps = 0
+
+    def on_step() -> None:
+        nonlocal steps
+        steps += 1
+        progress.set_steps(steps)
+
+    for index in todo:
+        append_manifest(out, collect_episode(index, out, cfg, env_cfg, on_step))
+        progress.episode_done()
+
+
+def _collect_in_pool(todo: list[int], out: Path, cfg: CollectConfig, env_cfg: EnvConfig,
+                     progress: _Progress) -> None:
+    # spawn: fresh interpreters, no inherited pygame/Box2D state or threads.
+    ctx = mp.get_context("spawn")
+    counter = ctx.Value("q", 0)
+    pool = ctx.Pool(min(cfg.workers, len(todo)), initializer=_init_worker, initargs=(counter,))
+    try:
+        results = pool.imap_unordered(_worker, [(i, str(out), cfg, env_cfg) for i in todo])
+        for _ in todo:
+            while True:
+                try:
+                    entry = results.next(timeout=0.5)
+                    break
+                except mp.TimeoutError:
+                    progress.set_steps(counter.value)
+            append_manifest(out, entry)
+            progress.episode_done()
+            progress.set_steps(counter.value)
+    finally:
+        # Every result is in, or we are stopping: no need to wait for a graceful exit
+        # (seconds). A worker killed mid-write leaves a temp file, removed by the caller.
+        pool.terminate()
+        pool.join()
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def collect_rollouts(out_dir: str | Path, cfg: CollectConfig, env_cfg: EnvConfig,
+                     progress: bool = True) -> list[dict]:
+    """Collect episodes ``0 .. cfg.episodes - 1`` into ``out_dir``, resuming what is there.
+
+    Returns the manifest entries of those episodes, in index order. Raises
+    ``worldmodels.runs.RunConfigMismatch`` when ``out_dir`` holds a collection made with
+    other data options, and ValueError for an unknown policy or impossible sizes.
+    """
+    _check_config(cfg, env_cfg)
+    out = Path(out_dir)
+    start_run(out, run_config(cfg, env_cfg), "collect", filename=RUN_FILE)
+    with _locked(out):
+        todo = _prepare_folder(out, cfg)
+        bar = _Progress(cfg.episodes, cfg.episodes - len(todo), progress)
+        # `kill` (SIGTERM) gets the clean stop of Ctrl-C: workers ended, no temp files left.
+        in_main = threading.current_thread() is threading.main_thread()
+        old_handler = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
+        try:
+            if todo:
+                one = min(cfg.workers, len(todo)) == 1
+                (_collect_in_process if one else _collect_in_pool)(todo, out, cfg, env_cfg, bar)
+                bar.set_steps(bar.steps, force=True)
+        finally:
+            if in_main:
+                signal.signal(signal.SIGTERM, old_handler)
+            bar.close()
+            _remove_temp_files(out)
+
+    all_entries = read_manifest(out)
+    requested = [e for e in all_entries if e["index"] < cfg.episodes]
+    mark_done(out, {
+        "episodes": len(all_entries),
+        "steps": sum(e["length"] for e in all_entries),
+        "mean_return": float(np.mean([e["return"] for e in all_entries])) if all_entries else 0.0,
+        "policy": cfg.policy,
+        "env_id": env_cfg.env_id,
+    })
+    _print_summary(requested, out, new_steps=bar.steps, seconds=time.monotonic() - bar.start,
+                   new_episodes=len(todo))
+    return requested
+
+
+def _print_summary(entries: list[dict], out: Path, new_steps: int, seconds: float,
+                   new_episodes: int) -> None:
+    steps = sum(e["length"] for e in entries)
+    mean_return = float(np.mean([e["return"] for e in entries])) if entries else float("nan")
+    speed = (f", {new_steps / seconds:.0f} steps/s" if new_steps else "")
+    print(f"collect: {len(entries)} episodes ({new_episodes} new{speed}), {steps} steps, "
+          f"mean return {mean_return:.1f}; data in {out}", flush=True)
+
+
+# --- command line -----------------------------------------------------------------------
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_preset_argument(parser)
+    add_config_arguments(parser, CollectConfig)
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR",
+                        help="output folder: ep_*.npz, manifest.jsonl, collect.json "
+                             "(rerunning with the same options resumes)")
+    parser.add_argument("--env-id", default=None,
+                        help="gymnasium id of the environment (default: the preset's, "
+                             "CarRacing-v3; worldmodels/CarRacingFast-v3 is identical and faster)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    preset = preset_from_args(args)
+    cfg = config_from_args(args, preset.collect)
+    env_cfg = replace(preset.env, env_id=args.env_id) if args.env_id else preset.env
+    collect_rollouts(args.out, cfg, env_cfg, progress=not args.no_progress)
+    return 0
+

@@ -1,0 +1,401 @@
+"""The dream: M run as an environment for B dreams at once, the hot loop of training C.
+
+A dream starts from a real first frame: one of the initial encodings stored in M's
+checkpoint (``extra["initial_mu"]``, ``extra["initial_logvar"]``, N x Z) is picked uniformly
+and z_0 = mu + exp(logvar / 2) * eps. Then, every step, with h_0 = c_0 = 0:
+
+    a_t            = the action (given to :meth:`BatchedDream.step`, or C's: map(tanh(W [z_t, h_t] + b)))
+    h_t+1, c_t+1   = LSTM([z_t, a_t], (h_t, c_t))
+    z_t+1          ~ the mixture on h_t+1 at temperature tau (logits / tau, std * sqrt(tau))
+    reward_t       = the reward head on h_t+1: its mean prediction, never sampled (it was
+                     trained by MSE, so the head's output is the expected reward)
+    terminated_t   = done probability > ``done_threshold``, or ~ Bernoulli(p) if ``sample_done``
+
+A dream that has terminated is frozen: its z, h and c no longer change, it stays done and
+earns no more reward. Episodes are cut at ``max_steps``.
+
+``temperature = 0`` makes everything deterministic except sampled dones: the next z is the mean
+of the most likely component, and dream b starts from the mean encoding of initial frame
+``b mod N``, whatever the seed.
+
+Speed: the LSTM weights are packed into one matrix over the input buffer [z, h, a] and the
+MDN, reward and done heads into another, so a step is two matmuls plus a few in-place
+elementwise kernels on preallocated buffers; the temperature is folded into the head's
+weights; only the chosen component's mean and std are gathered. In :meth:`evaluate`
+(P controllers x n rollouts) the noise is drawn once per rollout and broadcast over the
+controllers: common random numbers, which also make the drawing itself nearly free.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .mdnrnn import MDNRNN, load_mdnrnn
+
+LOG2_E = 1.0 / math.log(2.0)
+
+
+@dataclass
+class _Batch:
+    """Preallocated buffers of B dreams; ``x`` / ``c`` are double-buffered: [cur, next]."""
+
+    x: list[torch.Tensor]       # 2 x (B x (Z + H + A)): [z, h, a], the LSTM's input
+    c: list[torch.Tensor]       # 2 x (B x H): LSTM cell
+    gates: torch.Tensor         # B x 4H, gate order i, f, o, g
+    heads: torch.Tensor         # B x (Z*K + Z*2K + 2): logits, (mu, logsigma), reward, done
+    scores: torch.Tensor        # B x Z x K
+    k: torch.Tensor             # B x Z x 1 (int64): chosen component
+    k2: torch.Tensor            # B x Z x 2 (int64): indices of its mu and logsigma
+    sel: torch.Tensor           # B x Z x 2: its mu and logsigma
+    hit: torch.Tensor           # B (bool): terminated this step
+    done: torch.Tensor          # B (bool): terminated so far
+    alive: torch.Tensor         # B (float): 1 - done
+    ret: torch.Tensor           # B: return so far
+    t: int = 0
+    any_done: bool = False
+
+
+class BatchedDream:
+    """B independent dreams of M, stepped together in torch (see the module docstring).
+
+    Env-style use: ``z, h = dream.reset(batch, generator)`` then ``z, h, reward, done =
+    dream.step(actions)`` (``done``: terminated by M, cumulative; the time limit is
+    :attr:`truncated`). Training C: :meth:`evaluate` scores many linear controllers at once.
+    """
+
+    def __init__(self, mdnrnn: MDNRNN, initial_mu: torch.Tensor, initial_logvar: torch.Tensor,
+                 temperature: float = 1.0, max_steps: int = 1000, done_threshold: float = 0.5,
+                 sample_done: bool = False, device: str | torch.device = "cpu"):
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        if not 0.0 <= done_threshold <= 1.0:
+            raise ValueError(f"done_threshold must be in [0, 1], got {done_threshold}")
+        self.device = torch.device(device)
+        self.temperature = float(temperature)
+        self.max_steps = int(max_steps)
+        self.done_threshold = float(done_threshold)
+        self.sample_done = bool(sample_done)
+        self.z_dim, self.hidden_size = mdnrnn.z_dim, mdnrnn.hidden_size
+        self.action_dim, self.n_gaussians = mdnrnn.action_dim, mdnrnn.n_gaussians
+        self.has_reward = mdnrnn.reward_head is not None
+        self.has_done = mdnrnn.done_head is not None
+
+        mu = torch.as_tensor(initial_mu, dtype=torch.float32)
+        logvar = torch.as_tensor(initial_logvar, dtype=torch.float32)
+        if mu.dim() != 2 or mu.shape != logvar.shape or mu.shape[0] == 0 or mu.shape[1] != self.z_dim:
+            raise ValueError(f"initial_mu and initial_logvar must both be N x {self.z_dim} "
+                             f"with N >= 1, got {tuple(mu.shape)} and {tuple(logvar.shape)}")
+        self.initial_mu = mu.to(self.device)
+        self.initial_std = logvar.mul(0.5).exp().to(self.device)
+        self._pack(mdnrnn)
+        # The mapping a = (steer, (gas + 1) / 2, brake) as shift + raw * scale, then brake >= 0.
+        self._act_scale = torch.tensor([1.0, 0.5, 1.0], device=self.device)
+        self._act_shift = torch.tensor([0.0, 0.5, 0.0], device=self.device)
+        self._state: _Batch | None = None
+        self._generator: torch.Generator | None = None
+
+    @classmethod
+    def from_checkpoint(cls, mdnrnn_path: str | os.PathLike, device: str | torch.device = "cpu",
+                        vae_path: str | os.PathLike | None = None, **kw) -> "BatchedDream":
+        """The dream of an ``mdnrnn`` checkpoint, started from the initial encodings it stores.
+
+        With ``vae_path``, an M trained against another V is refused (CheckpointError).
+        """
+        from .checkpoint import CheckpointError
+
+        model, ckpt = load_mdnrnn(mdnrnn_path, device=device, vae_path=vae_path)
+        extra = ckpt.get("extra", {})
+        if "initial_mu" not in extra or "initial_logvar" not in extra:
+            raise CheckpointError(f"{mdnrnn_path} stores no initial encodings "
+                                  "(extra['initial_mu'/'initial_logvar']); dreams cannot start")
+        return cls(model, extra["initial_mu"], extra["initial_logvar"], device=device, **kw)
+
+    # ----------------------------------------------------------------------------- weights
+
+    def _pack(self, m: MDNRNN) -> None:
+        Z, H, A, K = self.z_dim, self.hidden_size, self.action_dim, self.n_gaussians
+        with torch.no_grad():
+            w_ih = m.lstm.weight_ih_l0.detach().float().cpu()
+            w_hh = m.lstm.weight_hh_l0.detach().float().cpu()
+            bias = (m.lstm.bias_ih_l0 + m.lstm.bias_hh_l0).detach().float().cpu()
+            # Input columns in the order of the buffer [z, h, a]; gate rows from torch's
+            # (i, f, g, o) to (i, f, o, g), so one sigmoid covers three gates and one tanh the last.
+            w = torch.cat([w_ih[:, :Z], w_hh, w_ih[:, Z:]], dim=1)
+            order = torch.cat([torch.arange(0, 2 * H), torch.arange(3 * H, 4 * H),
+                               torch.arange(2 * H, 3 * H)])
+            w, bias = w[order], bias[order]
+            # tanh(x) = 2 sigmoid(2x) - 1, and torch's sigmoid is several times faster than its
+            # tanh on CPU: the g gate's pre-activation is doubled here, so that a single
+            # sigmoid covers all four gates.
+            w[3 * H:] *= 2
+            bias[3 * H:] *= 2
+            self._w_lstm = w.t().contiguous().to(self.device)
+            self._b_lstm = bias.to(self.device)
+
+            # MDN head rows are laid out (Z, 3, K): log-weight, mean, log-std. Regroup them as
+            # [logits (Z*K) | per dim: K means then K log-stds (Z*2K) | reward | done].
+            wm = m.mdn.weight.detach().float().cpu().view(Z, 3, K, H)
+            bm = m.mdn.bias.detach().float().cpu().view(Z, 3, K)
+            w_logit, b_logit = wm[:, 0].reshape(Z * K, H), bm[:, 0].reshape(Z * K)
+            w_ms, b_ms = wm[:, 1:].reshape(Z * 2 * K, H), bm[:, 1:].clone()
+            tau = self.temperature
+            if tau > 0:
+                # logits / tau and std * sqrt(tau), folded into the weights once.
+                w_logit, b_logit = w_logit / tau, b_logit / tau
+                b_ms[:, 1] += 0.5 * math.log(tau)
+            # Log-stds in base 2: std = exp2(row), cheaper than exp on CPU.
+            w_ms = w_ms.view(Z, 2, K, H).clone()
+            w_ms[:, 1] *= LOG2_E
+            b_ms[:, 1] *= LOG2_E
+            rows_w, rows_b = [w_ms.view(Z * 2 * K, H)], [b_ms.reshape(-1)]
+            rows_w.insert(0, w_logit)
+            rows_b.insert(0, b_logit)
+            for head in (m.reward_head, m.done_head):
+                if head is None:  # absent head: a zero row (reward 0; done is never computed)
+                    rows_w.append(torch.zeros(1, H))
+                    rows_b.append(torch.zeros(1))
+                else:
+                    rows_w.append(head.weight.detach().float().cpu())
+                    rows_b.append(head.bias.detach().float().cpu())
+            self._w_heads = torch.cat(rows_w).t().contiguous().to(self.device)
+            self._b_heads = torch.cat(rows_b).to(self.device)
+        self._k_offsets = torch.tensor([0, K], device=self.device)
+        thr = self.done_threshold
+        self._done_logit_threshold = math.log(thr / (1 - thr)) if 0 < thr < 1 else (
+            -math.inf if thr == 0 else math.inf)
+
+    @property
+    def n_params(self) -> int:
+        """Size of a flat controller parameter vector for :meth:`evaluate`."""
+        return (self.z_dim + self.hidden_size) * self.action_dim + self.action_dim
+
+    # ----------------------------------------------------------------------------- the step
+
+    def _new_batch(self, batch: int, z0: torch.Tensor) -> _Batch:
+        Z, H, A, K = self.z_dim, self.hidden_size, self.action_dim, self.n_gaussians
+        dev = self.device
+        x = [torch.zeros(batch, Z + H + A, device=dev) for _ in range(2)]
+        x[0][:, :Z] = z0
+        return _Batch(
+            x=x, c=[torch.zeros(batch, H, device=dev) for _ in range(2)],
+            gates=torch.empty(batch, 4 * H, device=dev),
+            heads=torch.empty(batch, self._w_heads.shape[1], device=dev),
+            scores=torch.empty(batch, Z, K, device=dev),
+            k=torch.empty(batch, Z, 1, dtype=torch.long, device=dev),
+            k2=torch.empty(batch, Z, 2, dtype=torch.long, device=dev),
+            sel=torch.empty(batch, Z, 2, device=dev),
+            hit=torch.zeros(batch, dtype=torch.bool, device=dev),
+            done=torch.zeros(batch, dtype=torch.bool, device=dev),
+            alive=torch.ones(batch, device=dev),
+            ret=torch.zeros(batch, device=dev),
+        )
+
+    def _initial_z(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
+        """z_0 of n dreams: a random initial encoding, sampled (tau = 0: mean of b mod N)."""
+        n_init = self.initial_mu.shape[0]
+        if self.temperature == 0:
+            idx = torch.arange(n, device=self.device) % n_init
+            return self.initial_mu[idx]
+        idx = torch.randint(n_init, (n,), generator=generator, device=self.device)
+        eps = torch.randn(n, self.z_dim, generator=generator, device=self.device)
+        return torch.addcmul(self.initial_mu[idx], self.initial_std[idx], eps)
+
+    def _noise(self, n: int, generator: torch.Generator | None):
+        """One step's noise for n streams: Gumbel (n x Z x K), eps (n x Z), done threshold."""
+        gumbel = eps = None
+        if self.temperature > 0:
+            # -log(E), E ~ Exp(1), is Gumbel(0, 1): argmax(logits / tau + G) samples softmax.
+            gumbel = torch.empty(n, self.z_dim, self.n_gaussians, device=self.device)
+            gumbel.exponential_(generator=generator).log_().neg_()
+            eps = torch.randn(n, self.z_dim, generator=generator, device=self.device)
+        if self.has_done and self.sample_done:
+            # u < sigmoid(logit)  <=>  logit > log(u / (1 - u)).
+            u = torch.rand(n, generator=generator, device=self.device)
+            thr = torch.logit(u)
+        else:
+            thr = self._done_logit_threshold
+        return gumbel, eps, thr
+
+    def _advance(self, s: _Batch, groups: int, noise) -> None:
+        """One step of every dream in ``s`` from its action already in the input buffer.
+
+        The B dreams are ``groups`` x n; noise tensors have n streams and are broadcast
+        over the groups (groups = 1 in env-style use, P controllers in :meth:`evaluate`).
+        """
+        Z, H, K = self.z_dim, self.hidden_size, self.n_gaussians
+        gumbel, eps, thr = noise
+        x, x_next = s.x
+        c, c_next = s.c
+        B = x.shape[0]
+        n = B // groups
+
+        torch.addmm(self._b_lstm, x, self._w_lstm, out=s.gates)
+        s.gates.sigmoid_()
+        i, f, o, g = s.gates[:, :H], s.gates[:, H:2 * H], s.gates[:, 2 * H:3 * H], s.gates[:, 3 * H:]
+        g.mul_(2).sub_(1)                       # tanh of the g gate (doubled in the weights)
+        torch.mul(f, c, out=c_next)
+        c_next.addcmul_(i, g)
+        h_next = x_next[:, Z:Z + H]
+        torch.mul(c_next, 2, out=h_next).sigmoid_().mul_(2).sub_(1).mul_(o)  # o * tanh(c)
+
+        heads = torch.addmm(self._b_heads, h_next, self._w_heads, out=s.heads)
+        logits = heads[:, :Z * K].view(B, Z, K)
+        mu_logsigma = heads[:, Z * K:3 * Z * K].view(B, Z, 2 * K)
+        z_next = x_next[:, :Z]
+        if gumbel is None:  # tau = 0: the mean of the most likely component
+            torch.argmax(logits, -1, keepdim=True, out=s.k)
+            torch.gather(mu_logsigma, -1, s.k, out=z_next.unsqueeze(-1))
+        else:
+            torch.add(logits.view(groups, n, Z, K), gumbel, out=s.scores.view(groups, n, Z, K))
+            torch.argmax(s.scores, -1, keepdim=True, out=s.k)
+            torch.add(s.k, self._k_offsets, out=s.k2)
+            torch.gather(mu_logsigma, -1, s.k2, out=s.sel)
+            sigma = s.sel[..., 1].exp2_()
+            torch.addcmul(s.sel[..., 0].view(groups, n, Z), sigma.view(groups, n, Z), eps,
+                          out=z_next.view(groups, n, Z))
+
+        s.ret.addcmul_(heads[:, -2], s.alive)
+        if s.any_done:  # terminated dreams keep their state
+            done = s.done.unsqueeze(1)
+            torch.where(done, x[:, :Z + H], x_next[:, :Z + H], out=x_next[:, :Z + H])
+            torch.where(done, c, c_next, out=c_next)
+        if self.has_done:
+            thr_b = thr if isinstance(thr, float) else thr.expand(groups, n)
+            torch.gt(heads[:, -1].view(groups, n), thr_b, out=s.hit.view(groups, n))
+            s.done |= s.hit
+            torch.logical_not(s.done, out=s.alive)  # bool -> float 0/1
+            # One host sync per step on CPU (cheap there); on a GPU always take the masked path.
+            s.any_done = bool(s.done.any()) if self.device.type == "cpu" else True
+        s.x.reverse()
+        s.c.reverse()
+        s.t += 1
+
+    def _act_controllers(self, s: _Batch, w_t: torch.Tensor, b: torch.Tensor, raw: torch.Tensor) -> None:
+        """Actions of P linear controllers (w_t P x (Z+H) x A, b P x 1 x A) for P x n dreams."""
+        Z, H = self.z_dim, self.hidden_size
+        x = s.x[0]
+        P, n, A = raw.shape
+        torch.baddbmm(b, x[:, :Z + H].view(P, n, Z + H), w_t, out=raw)
+        raw.tanh_()
+        a = x[:, Z + H:]
+        torch.addcmul(self._act_shift, raw, self._act_scale, out=a.view(P, n, A))
+        a[:, 2].clamp_(min=0.0)
+
+    # ----------------------------------------------------------------------------- env-style API
+
+    def _to_generator(self, generator: torch.Generator | int | None) -> torch.Generator:
+        if isinstance(generator, torch.Generator):
+            return generator
+        seed = int(generator) if generator is not None else int(torch.randint(2**62, ()).item())
+        return torch.Generator(device=self.device).manual_seed(seed)
+
+    def reset(self, batch: int, generator: torch.Generator | int | None = None,
+              z: torch.Tensor | np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start ``batch`` dreams; returns (z B x Z, h B x H) (copies).
+
+        ``generator`` (a torch.Generator on the dream's device, or an int seed) draws every
+        random number of these dreams until the next reset. ``z`` (B x Z) starts them from
+        given latents (e.g. an encoded real frame) instead of the stored initial encodings.
+        """
+        self._generator = self._to_generator(generator)
+        with torch.inference_mode():
+            if z is None:
+                z0 = self._initial_z(batch, self._generator)
+            else:
+                z0 = torch.as_tensor(z, dtype=torch.float32, device=self.device)
+                if z0.shape != (batch, self.z_dim):
+                    raise ValueError(f"z must be {batch} x {self.z_dim}, got {tuple(z0.shape)}")
+            self._state = self._new_batch(batch, z0)
+        return self.z, self.h
+
+    def step(self, action: torch.Tensor | np.ndarray
+             ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Advance every dream by one step with ``action`` (B x A).
+
+        Returns (z B x Z, h B x H, reward B, done B bool), copies. ``done`` is the cumulative
+        terminated flag from M; a done dream's z and h stay frozen and its reward is 0.
+        """
+        s = self._state
+        if s is None:
+            raise RuntimeError("call reset() before step()")
+        if s.t >= self.max_steps:
+            raise RuntimeError(f"the dreams reached max_steps={self.max_steps}; call reset()")
+        B = s.x[0].shape[0]
+        with torch.inference_mode():
+            action = torch.as_tensor(action, dtype=torch.float32, device=self.device)
+            if action.shape != (B, self.action_dim):
+                raise ValueError(f"action must be {B} x {self.action_dim}, got {tuple(action.shape)}")
+            s.x[0][:, self.z_dim + self.hidden_size:] = action
+            alive = s.alive.clone()
+            self._advance(s, 1, self._noise(B, self._generator))
+            reward = s.heads[:, -2] * alive
+        return self.z, self.h, reward.clone(), s.done.clone()
+
+    def _current(self) -> _Batch:
+        if self._state is None:
+            raise RuntimeError("call reset() first")
+        return self._state
+
+    @property
+    def z(self) -> torch.Tensor:
+        """Current z of every dream (B x Z, a copy)."""
+        return self._current().x[0][:, :self.z_dim].clone()
+
+    @property
+    def h(self) -> torch.Tensor:
+        """Current LSTM output h of every dream (B x H, a copy)."""
+        return self._current().x[0][:, self.z_dim:self.z_dim + self.hidden_size].clone()
+
+    @property
+    def t(self) -> int:
+        """Steps taken since reset."""
+        return self._current().t
+
+    @property
+    def truncated(self) -> bool:
+        """The dreams reached ``max_steps``."""
+        return self._current().t >= self.max_steps
+
+    # ----------------------------------------------------------------------------- training C
+
+    def evaluate(self, params: torch.Tensor | np.ndarray, n_rollouts: int, seed: int) -> torch.Tensor:
+        """Dream returns of P linear controllers: params P x n_params -> P x n_rollouts (CPU).
+
+        Controller p acts as ``map(tanh(W_p [z, h] + b_p))`` (layout of
+        ``worldmodels.controller.unflatten``). All P * n_rollouts dreams run together for up
+        to ``max_steps`` steps. Common random numbers: the noise of rollout r (its start, its
+        components, its Gaussian noise, its sampled dones) depends only on (seed, r, t), so
+        every controller meets the same n_rollouts dreams and evaluating controllers one by
+        one gives the same returns as evaluating them together.
+        """
+        params = torch.as_tensor(params, dtype=torch.float32).to(self.device)
+        if params.dim() == 1:
+            params = params.unsqueeze(0)
+        if params.dim() != 2 or params.shape[1] != self.n_params:
+            raise ValueError(f"params must be P x {self.n_params}, got {tuple(params.shape)}")
+        if not self.has_reward:
+            raise ValueError("this M has no reward head, so controllers cannot be scored in its dream")
+        if n_rollouts < 1:
+            raise ValueError(f"n_rollouts must be >= 1, got {n_rollouts}")
+        P, n, A, F = params.shape[0], int(n_rollouts), self.action_dim, self.z_dim + self.hidden_size
+        gen = torch.Generator(device=self.device).manual_seed(int(seed))
+        with torch.inference_mode():
+            w_t = params[:, :F * A].reshape(P, A, F).transpose(1, 2).contiguous()
+            b = params[:, F * A:].reshape(P, 1, A)
+            raw = torch.empty(P, n, A, device=self.device)
+            z0 = self._initial_z(n, gen)
+            s = self._new_batch(P * n, z0.repeat(P, 1))
+            check_every = 1 if self.device.type == "cpu" else 50
+            for t in range(self.max_steps):
+                self._act_controllers(s, w_t, b, raw)
+                self._advance(s, P, self._noise(n, gen))
+                if self.has_done and (t + 1) % check_every == 0 and bool(s.done.all()):
+                    break
+            return s.ret.view(P, n).cpu()

@@ -1,0 +1,261 @@
+"""Watch M dream, decoded through V: a video of the dream, an open-loop comparison with a real
+episode, or drive inside the dream yourself.
+
+  worldmodels dream --vae RUN/vae/vae.pt --rnn RUN/rnn/mdnrnn.pt --record dream.mp4
+      the dream driven by Brownian (or --actions random, or FILE.npy) actions
+  worldmodels dream --vae ... --rnn ... --open-loop --data RUN/rollouts --episode 0 --record ol.mp4
+      real frames | frames M predicts from the same first frame and the same actions | difference
+  worldmodels dream --vae ... --rnn ... --keyboard
+      a window: arrows steer (left/right), accelerate (up) and brake (down); R restarts, Esc quits
+
+With --tb-dir the video is also logged to TensorBoard (``dream/video`` or ``dream/openloop``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .cli import CLIError, add_device_argument
+from .dream import BatchedDream
+from .utils import resolve_device
+from .vae import ConvVAE, frames_to_tensor, load_vae, tensor_to_frames
+from .video import VIDEO_EXTENSIONS, NoDisplayError, Window, diff_image, hstack_panels, write_video
+
+DEFAULT_STEPS = 300
+TB_PANEL = 128  # panel side of the videos logged to TensorBoard (GIFs stay small)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vae", required=True, metavar="V.pt", help="V checkpoint (vae.pt)")
+    parser.add_argument("--rnn", required=True, metavar="M.pt",
+                        help="M checkpoint (mdnrnn.pt), trained against --vae")
+    parser.add_argument("--record", metavar="FILE", help="write the video to FILE (.mp4 or .gif)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help=f"dream steps; the video has steps + 1 frames (default: "
+                             f"{DEFAULT_STEPS}; with --open-loop the episode's length; with "
+                             "--keyboard no limit)")
+    parser.add_argument("--temperature", type=float, default=1.0,
+                        help="dream temperature tau: mixture logits / tau, std * sqrt(tau) "
+                             "(0: deterministic; default: 1.0)")
+    parser.add_argument("--actions", default=None, metavar="random|brownian|FILE.npy",
+                        help="what drives the dream: a data-collection policy, or a T x 3 "
+                             "float array of (steer, gas, brake) (default: brownian)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the dream and the policy")
+    parser.add_argument("--open-loop", action="store_true",
+                        help="compare a real episode (--data, --episode) with M's prediction "
+                             "from its first frame and its actions")
+    parser.add_argument("--data", metavar="ROLLOUT_DIR", help="rollouts folder for --open-loop")
+    parser.add_argument("--episode", type=int, default=0, help="episode index for --open-loop")
+    parser.add_argument("--keyboard", action="store_true",
+                        help="drive inside the dream with the arrow keys (needs a display)")
+    parser.add_argument("--tb-dir", metavar="DIR", help="also log the video to TensorBoard here")
+    parser.add_argument("--fps", type=int, default=30, help="video frame rate (default: 30)")
+    parser.add_argument("--size", type=int, default=256,
+                        help="side of each video panel in pixels (default: 256)")
+    add_device_argument(parser)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.record and Path(args.record).suffix.lower() not in VIDEO_EXTENSIONS:
+        raise CLIError(f"--record {args.record}: use a .mp4 or .gif file name")
+    if not (args.record or args.tb_dir or args.keyboard):
+        raise CLIError("nothing to do: give --record FILE.mp4|.gif, --tb-dir DIR or --keyboard")
+    if args.steps is not None and args.steps < 1:
+        raise CLIError(f"--steps must be >= 1, got {args.steps}")
+    if args.open_loop and (args.keyboard or args.actions):
+        raise CLIError("--open-loop replays the episode's own actions; drop --keyboard/--actions")
+    if args.open_loop and not args.data:
+        raise CLIError("--open-loop needs --data ROLLOUT_DIR (the rollouts of `worldmodels collect`)")
+    if args.keyboard and args.actions:
+        raise CLIError("--keyboard: you are the policy; drop --actions")
+
+    device = resolve_device(args.device)
+    vae, _ = load_vae(args.vae, device=device)
+    # Open loop follows the real episode to its end, so M's done head is not consulted there.
+    dream = BatchedDream.from_checkpoint(args.rnn, device=device, vae_path=args.vae,
+                                         temperature=args.temperature, max_steps=10**9,
+                                         done_threshold=1.0 if args.open_loop else 0.5)
+    if args.keyboard:
+        return drive_with_keyboard(args, vae, dream)
+    if args.open_loop:
+        frames, tb_frames, tag = open_loop(args, vae, dream)
+    else:
+        frames, tb_frames, tag = dream_video(args, vae, dream)
+    save(args, frames, tb_frames, tag)
+    return 0
+
+
+def save(args: argparse.Namespace, frames: list[np.ndarray], tb_frames: list[np.ndarray],
+         tag: str) -> None:
+    if args.record:
+        write_video(args.record, np.stack(frames), fps=args.fps)
+        print(f"wrote {args.record} ({len(frames)} frames)")
+    if args.tb_dir:
+        from .logger import Logger
+
+        with Logger(args.tb_dir) as logger:
+            logger.video(tag, np.stack(tb_frames), step=0, fps=args.fps)
+        print(f"logged {tag} to TensorBoard in {args.tb_dir}")
+
+
+def decode(vae: ConvVAE, z: torch.Tensor, chunk: int = 256) -> np.ndarray:
+    """Latents (T x Z) -> T x 64 x 64 x 3 uint8 frames through V's decoder."""
+    device = next(vae.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for part in z.split(chunk):
+            out.append(tensor_to_frames(vae.decode(part.to(device))).cpu().numpy())
+    return np.concatenate(out)
+
+
+def action_source(args: argparse.Namespace):
+    """A function t -> action (3,) and the number of steps it supports (None: unlimited)."""
+    name = args.actions or "brownian"
+    if name.endswith(".npy"):
+        path = Path(name)
+        if not path.is_file():
+            raise CLIError(f"--actions {name}: file not found")
+        actions = np.load(path, allow_pickle=False)
+        if actions.ndim != 2 or actions.shape[1] != 3 or len(actions) == 0:
+            raise CLIError(f"--actions {name}: expected a T x 3 array, got shape {actions.shape}")
+        actions = actions.astype(np.float32)
+        return (lambda t: actions[t]), len(actions)
+    try:
+        from worldmodels.agents.random_policies import make_policy
+    except ImportError as e:
+        raise CLIError(f"--actions {name} needs worldmodels.agents.random_policies ({e}); "
+                       "give --actions FILE.npy") from e
+    try:
+        policy = make_policy(name, np.random.default_rng(args.seed))
+    except ValueError as e:
+        raise CLIError(f"--actions: {e}, or a FILE.npy") from e
+    policy.reset()
+    blank = np.zeros((64, 64, 3), np.uint8)  # the policies act blindly
+    return (lambda t: policy.act(blank)), None
+
+
+def caption(t: int, action: np.ndarray | None, ret: float) -> str:
+    act = "" if action is None else \
+        f"\nsteer {action[0]:+.2f} gas {action[1]:.2f} brake {action[2]:.2f}"
+    return f"t={t}{act}\nreturn {ret:.1f}"
+
+
+def dream_video(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDream):
+    act, available = action_source(args)
+    steps = args.steps or available or DEFAULT_STEPS
+    if available is not None and steps > available:
+        raise CLIError(f"--actions {args.actions} has {available} actions, fewer than --steps {steps}")
+    z, _ = dream.reset(1, args.seed)
+    zs, actions, returns, ret = [z[0]], [None], [0.0], 0.0
+    for t in range(steps):
+        a = np.asarray(act(t), dtype=np.float32)
+        z, _, reward, done = dream.step(a[None])
+        ret += float(reward[0])
+        zs.append(z[0])
+        actions.append(a)
+        returns.append(ret)
+        if done[0]:
+            print(f"M ended the dream at step {t + 1} (done head)")
+            break
+    images = decode(vae, torch.stack(zs))
+    print(f"dream: {len(zs) - 1} steps, return {ret:.1f} (temperature {args.temperature})")
+
+    def panels(size: int) -> list[np.ndarray]:
+        return [hstack_panels([img], [f"dream {caption(t, a, r)}"], size=size)
+                for t, (img, a, r) in enumerate(zip(images, actions, returns))]
+    return panels(args.size), panels(TB_PANEL), "dream/video"
+
+
+def load_episode(folder: str, index: int) -> dict[str, np.ndarray]:
+    from .data import ShardError, read_manifest, read_shard
+
+    entries = read_manifest(folder)
+    if not entries:
+        raise CLIError(f"--data {folder}: no finished episodes (manifest.jsonl missing or empty)")
+    match = [e for e in entries if int(e["index"]) == index]
+    if not match:
+        raise CLIError(f"--episode {index} is not in {folder}; episodes "
+                       f"{entries[0]['index']}..{entries[-1]['index']} are")
+    try:
+        return read_shard(Path(folder) / match[0]["file"], kind="rollout")
+    except ShardError as e:
+        raise CLIError(str(e)) from e
+
+
+def open_loop(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDream):
+    ep = load_episode(args.data, args.episode)
+    real, actions = ep["obs"], ep["action"]
+    steps = min(args.steps or len(real) - 1, len(real) - 1)
+    if steps < 1:
+        raise CLIError(f"episode {args.episode} has a single frame; nothing to predict")
+    device = next(vae.parameters()).device
+    with torch.inference_mode():
+        mu, _ = vae.encode(frames_to_tensor(torch.from_numpy(real[:1]).to(device)))
+    z, _ = dream.reset(1, args.seed, z=mu)
+    zs = [z[0]]
+    for t in range(steps):
+        z, *_ = dream.step(actions[t:t + 1])
+        zs.append(z[0])
+    pred = decode(vae, torch.stack(zs))
+    real = real[:steps + 1]
+    err = [float(np.mean(np.abs(r.astype(np.float32) - p.astype(np.float32))) / 255)
+           for r, p in zip(real, pred)]
+    print(f"open loop, episode {args.episode}: {steps} steps, mean absolute pixel error "
+          f"{np.mean(err):.3f} (first {err[0]:.3f}, last {err[-1]:.3f})")
+
+    def panels(size: int) -> list[np.ndarray]:
+        return [hstack_panels([r, p, diff_image(r, p)], [f"real t={t}", "dream (open loop)",
+                                                         f"|difference| {e:.3f}"], size=size)
+                for t, (r, p, e) in enumerate(zip(real, pred, err))]
+    return panels(args.size), panels(TB_PANEL), "dream/openloop"
+
+
+def keyboard_action(keys, pygame) -> np.ndarray:
+    """Arrow keys -> (steer, gas, brake), as in gymnasium's CarRacing demo."""
+    steer = float(keys[pygame.K_RIGHT]) - float(keys[pygame.K_LEFT])
+    return np.array([steer, 1.0 if keys[pygame.K_UP] else 0.0,
+                     0.8 if keys[pygame.K_DOWN] else 0.0], dtype=np.float32)
+
+
+def drive_with_keyboard(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDream) -> int:
+    size = max(args.size, 512)
+    try:
+        window = Window("World Models: drive in the dream (arrows, R restarts, Esc quits)",
+                        (size, size), fps=args.fps)
+    except NoDisplayError as e:
+        raise CLIError(str(e)) from e
+    pygame = window.pygame
+    generator = torch.Generator(device=dream.device).manual_seed(args.seed)
+    recorded: list[np.ndarray] = []
+    z, _ = dream.reset(1, generator)
+    ret, t, total = 0.0, 0, 0
+    action = np.zeros(3, np.float32)
+    try:
+        while not window.closed and (args.steps is None or total < args.steps):
+            restart = any(e.type == pygame.KEYDOWN and e.key == pygame.K_r for e in window.poll())
+            if restart:
+                z, _ = dream.reset(1, generator)
+                ret, t = 0.0, 0
+            action = keyboard_action(window.pressed(), pygame)
+            z, _, reward, done = dream.step(action[None])
+            ret += float(reward[0])
+            t += 1
+            total += 1
+            frame = hstack_panels([decode(vae, z)[0]], [f"dream {caption(t, action, ret)}"], size=size)
+            window.show(frame)
+            if args.record:
+                recorded.append(frame)
+            if done[0] or t >= 1000:
+                print(f"episode over after {t} steps, return {ret:.1f}; restarting")
+                z, _ = dream.reset(1, generator)
+                ret, t = 0.0, 0
+    finally:
+        window.close()
+    if args.record and recorded:
+        write_video(args.record, np.stack(recorded), fps=args.fps)
+        print(f"wrote {args.record} ({len(recorded)} frames)")
+    return 0

@@ -1,0 +1,285 @@
+"""Score an agent (or a baseline policy) on the official CarRacing-v3.
+
+Runs N episodes on the fixed test tracks ``worldmodels.seeds.test_seeds(N)`` (2_000_000_000,
+2_000_000_001, ...; training never uses them), in parallel worker processes, prints mean,
+std, min and max of the returns and whether the mean meets 900 (CarRacing's "solved"), and
+writes (atomically) a JSON file::
+
+    {
+      "agent": "world_models" | "random" | "brownian",
+      "controller": path | null, "controller_sha256": ..., "vae": ..., "vae_sha256": ...,
+      "mdnrnn": ..., "mdnrnn_sha256": ...,          # null for a baseline policy
+      "env_id": "CarRacing-v3", "max_steps": 1000, "use_mu": false, "version": "0.1.0",
+      "seeds": [...], "returns": [...], "lengths": [...],   # one entry per episode
+      "summary": {"episodes", "mean", "std", "min", "max", "solved_threshold": 900, "solved"}
+    }
+
+An episode depends only on its seed (the track, and the agent's z-sampling noise or the
+baseline policy's draws), never on the number of workers. Baselines: ``--policy random`` or
+``--policy brownian`` instead of ``--controller``.
+
+This module also holds :class:`EpisodeRunner`, the parallel real-env episode runner that
+``train-controller`` uses for real-env ES and its periodic evaluations.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import __version__
+from .checkpoint import checkpoint_sha256
+from .cli import (CLIError, add_config_arguments, add_device_argument, add_preset_argument,
+                  config_from_args, preset_from_args)
+from .config import EnvConfig, EvalConfig
+from .seeds import test_seeds
+from .utils import atomic_write_json, resolve_device
+
+SOLVED_THRESHOLD = 900.0
+OFFICIAL_ENV_ID = "CarRacing-v3"
+
+Task = tuple[np.ndarray | None, int]   # (controller parameters or None for a policy, seed)
+
+
+def run_episode(env, agent, seed: int) -> tuple[float, int]:
+    """One episode on track ``seed``; ``agent`` is already reset. -> (return, length)."""
+    obs, _ = env.reset(seed=int(seed))
+    total, steps = 0.0, 0
+    while True:
+        obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
+        total += float(reward)
+        steps += 1
+        if terminated or truncated:
+            return total, steps
+
+
+class _Worker:
+    """The env and the agent (or policy) of one process; runs tasks (params, seed)."""
+
+    def __init__(self, spec: dict[str, Any]):
+        from worldmodels.envs import make_env
+
+        self.env = make_env(EnvConfig(**spec["env"]))
+        self.policy = spec["policy"]
+        self.agent = None
+        if self.policy is None:
+            from worldmodels.agents.world_models_agent import WorldModelsAgent
+            from worldmodels.controller import Controller
+            from worldmodels.mdnrnn import load_mdnrnn
+            from worldmodels.vae import load_vae
+
+            vae, _ = load_vae(spec["vae_path"])
+            mdnrnn, _ = load_mdnrnn(spec["mdnrnn_path"])
+            controller = Controller(z_dim=vae.z_dim, hidden_size=mdnrnn.hidden_size)
+            self.agent = WorldModelsAgent(vae, mdnrnn, controller, device=spec["device"],
+                                          use_mu=spec["use_mu"])
+
+    def __call__(self, task: Task) -> tuple[float, int]:
+        params, seed = task
+        if self.agent is not None:
+            self.agent.set_params(params)
+            self.agent.reset(seed)
+            return run_episode(self.env, self.agent, seed)
+        from worldmodels.agents import make_policy
+
+        policy = make_policy(self.policy, np.random.default_rng(seed))
+        policy.reset()
+        return run_episode(self.env, policy, seed)
+
+    def close(self) -> None:
+        self.env.close()
+
+
+_WORKER: _Worker | None = None
+
+
+def _init_worker(spec: dict[str, Any]) -> None:
+    global _WORKER
+    torch.set_num_threads(1)  # one process per core; batch-1 inference gains nothing from more
+    _WORKER = _Worker(spec)
+
+
+def _run_task(task: Task) -> tuple[float, int]:
+    assert _WORKER is not None
+    return _WORKER(task)
+
+
+class EpisodeRunner:
+    """Real-env episodes of the World Models agent with given C parameters, or of a policy.
+
+    ``workers`` <= 1 runs in this process; more start a pool of spawned processes (on first
+    use), each loading V and M once. Results come back in task order.
+    """
+
+    def __init__(self, env_cfg: EnvConfig, *, vae_path: str | os.PathLike | None = None,
+                 mdnrnn_path: str | os.PathLike | None = None, policy: str | None = None,
+                 use_mu: bool = False, device: str = "cpu", workers: int = 1):
+        if (policy is None) == (vae_path is None or mdnrnn_path is None):
+            raise ValueError("EpisodeRunner needs either V and M paths or a policy name")
+        self.spec = {"env": asdict(env_cfg), "policy": policy, "use_mu": bool(use_mu),
+                     "vae_path": str(vae_path) if vae_path else None,
+                     "mdnrnn_path": str(mdnrnn_path) if mdnrnn_path else None,
+                     "device": str(device)}
+        self.workers = max(1, int(workers))
+        self._local: _Worker | None = None
+        self._pool = None
+
+    def run(self, tasks: Sequence[Task],
+            progress: tqdm | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """-> (returns float64, lengths int64), one per task; ``progress`` advances per episode."""
+        results = []
+        threads = torch.get_num_threads()
+        try:
+            for result in self._imap(list(tasks)):
+                results.append(result)
+                if progress is not None:
+                    progress.update(1)
+        finally:
+            torch.set_num_threads(threads)
+        returns = np.array([r for r, _ in results], dtype=np.float64)
+        lengths = np.array([n for _, n in results], dtype=np.int64)
+        return returns, lengths
+
+    def _imap(self, tasks: list[Task]):
+        if self.workers == 1 or len(tasks) == 1:
+            if self._local is None:
+                self._local = _Worker(self.spec)
+            # Batch-1 convolutions run several times faster on one thread than on two
+            # competing ones; run() restores the thread count.
+            torch.set_num_threads(1)
+            return map(self._local, tasks)
+        if self._pool is None:
+            self._pool = mp.get_context("spawn").Pool(
+                self.workers, initializer=_init_worker, initargs=(self.spec,))
+        return self._pool.imap(_run_task, tasks)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.close()
+            self._pool.join()
+            self._pool = None
+        if self._local is not None:
+            self._local.close()
+            self._local = None
+
+    def __enter__(self) -> "EpisodeRunner":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if exc[0] is not None and self._pool is not None:
+            self._pool.terminate()  # an error or Ctrl-C: do not wait for running episodes
+        self.close()
+
+
+def summarize(returns: np.ndarray) -> dict[str, Any]:
+    """Mean, std, min, max of episode returns and whether the mean meets 900."""
+    returns = np.asarray(returns, dtype=np.float64)
+    mean = float(returns.mean())
+    return {"episodes": int(len(returns)), "mean": mean, "std": float(returns.std()),
+            "min": float(returns.min()), "max": float(returns.max()),
+            "solved_threshold": SOLVED_THRESHOLD, "solved": bool(mean >= SOLVED_THRESHOLD)}
+
+
+def evaluate_agent(controller_path: str | os.PathLike | None = None,
+                   vae_path: str | os.PathLike | None = None,
+                   mdnrnn_path: str | os.PathLike | None = None, *,
+                   policy: str | None = None, episodes: int = 100, workers: int = 2,
+                   env_cfg: EnvConfig | None = None, use_mu: bool | None = None,
+                   device: str = "cpu", out_path: str | os.PathLike | None = None,
+                   progress: bool = True) -> dict[str, Any]:
+    """Score C (with its V and M) or a baseline ``policy`` on ``test_seeds(episodes)``.
+
+    V and M default to the paths the controller checkpoint records and must match its
+    recorded sha256 (CheckpointError otherwise). ``use_mu`` defaults to the value C was
+    trained with. ``env_cfg`` defaults to the official CarRacing-v3. Returns the results
+    dict (see the module docstring) and writes it to ``out_path`` when given.
+    """
+    if (controller_path is None) == (policy is None):
+        raise ValueError("give either a controller checkpoint or a baseline policy, not both")
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    env_cfg = env_cfg or EnvConfig(env_id=OFFICIAL_ENV_ID)
+    seeds = test_seeds(episodes)
+    record: dict[str, Any] = {"agent": policy or "world_models", "controller": None,
+                              "controller_sha256": None, "vae": None, "vae_sha256": None,
+                              "mdnrnn": None, "mdnrnn_sha256": None, "use_mu": None}
+    if policy is not None:
+        from worldmodels.agents import POLICIES
+
+        if policy not in POLICIES:
+            raise ValueError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
+        runner = EpisodeRunner(env_cfg, policy=policy, workers=workers)
+        tasks: list[Task] = [(None, s) for s in seeds]
+    else:
+        from worldmodels.agents.world_models_agent import WorldModelsAgent
+
+        # Loading verifies the files and the parents' hashes once, before any worker starts.
+        agent = WorldModelsAgent.from_checkpoints(controller_path, vae_path, mdnrnn_path)
+        vae_path, mdnrnn_path = agent.sources["vae"], agent.sources["mdnrnn"]
+        if use_mu is None:
+            use_mu = bool(agent.controller_config.get("use_mu", False))
+        runner = EpisodeRunner(env_cfg, vae_path=vae_path, mdnrnn_path=mdnrnn_path,
+                               use_mu=use_mu, device=device, workers=workers)
+        tasks = [(agent.controller.get_flat(), s) for s in seeds]
+        record.update({
+            "controller": str(controller_path),
+            "controller_sha256": checkpoint_sha256(controller_path),
+            "vae": str(vae_path), "vae_sha256": checkpoint_sha256(vae_path),
+            "mdnrnn": str(mdnrnn_path), "mdnrnn_sha256": checkpoint_sha256(mdnrnn_path),
+            "use_mu": bool(use_mu),
+        })
+    with runner, tqdm(total=episodes, desc="evaluate", unit="ep", disable=not progress) as bar:
+        returns, lengths = runner.run(tasks, progress=bar)
+    record.update({
+        "env_id": env_cfg.env_id, "max_steps": env_cfg.max_steps, "version": __version__,
+        "seeds": seeds, "returns": returns.tolist(), "lengths": lengths.tolist(),
+        "summary": summarize(returns),
+    })
+    if out_path is not None:
+        atomic_write_json(out_path, record)
+    return record
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    agent = parser.add_argument_group("agent (a controller, or a baseline policy)")
+    agent.add_argument("--controller", type=Path, help="controller checkpoint (controller_best.pt)")
+    agent.add_argument("--vae", type=Path, help="V checkpoint (default: the one C records)")
+    agent.add_argument("--rnn", type=Path, help="M checkpoint (default: the one C records)")
+    agent.add_argument("--policy", choices=["random", "brownian"],
+                       help="score a baseline policy instead of a controller")
+    add_config_arguments(parser, EvalConfig)
+    add_config_arguments(parser, EnvConfig, exclude=("frame_size", "crop_rows"),
+                         title=f"environment (default: the official {OFFICIAL_ENV_ID})")
+    parser.add_argument("--out", type=Path, default=Path("results.json"),
+                        help="where to write the per-episode results (default: results.json)")
+    add_preset_argument(parser)
+    add_device_argument(parser)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    if (args.controller is None) == (args.policy is None):
+        raise CLIError("give --controller C.pt or --policy random|brownian (one of them)")
+    if args.policy is not None and (args.vae or args.rnn):
+        raise CLIError("--vae/--rnn go with --controller, not with --policy")
+    preset = preset_from_args(args)
+    eval_cfg = config_from_args(args, preset.eval)
+    env_cfg = config_from_args(args, replace(preset.env, env_id=OFFICIAL_ENV_ID))
+    result = evaluate_agent(
+        args.controller, args.vae, args.rnn, policy=args.policy, episodes=eval_cfg.episodes,
+        workers=eval_cfg.workers, env_cfg=env_cfg, use_mu=args.use_mu,
+        device=str(resolve_device(args.device)), out_path=args.out, progress=not args.no_progress)
+    s = result["summary"]
+    verdict = "meets" if s["solved"] else "does not meet"
+    print(f"{result['agent']} on {env_cfg.env_id}, {s['episodes']} episodes: "
+          f"mean {s['mean']:.1f} +- {s['std']:.1f} (min {s['min']:.1f}, max {s['max']:.1f}); "
+          f"{verdict} the {SOLVED_THRESHOLD:.0f} threshold. Results: {args.out}")
+    return 0

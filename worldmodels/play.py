@@ -1,0 +1,111 @@
+"""Watch a trained agent drive real CarRacing.
+
+``--render human`` opens CarRacing's own window (a desktop or a virtual display such as Xvfb;
+a clear error when there is none). ``--record out.mp4`` (or ``.gif``) writes a side-by-side
+video, one frame per env step: the real frame, V's reconstruction of it, and M's prediction
+of the next frame decoded through V, with the action and the running return drawn on it.
+
+Examples::
+
+    worldmodels play --controller runs/laptop/controller/controller_best.pt --render human
+    worldmodels play --controller runs/laptop/controller/controller_best.pt --record drive.mp4
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from .cli import CLIError, add_device_argument
+from .config import EnvConfig
+from .seeds import TEST_START
+from .utils import resolve_device
+from .video import draw_text, hstack_panels, require_display, write_video
+
+PANEL_LABELS = ("real", "V: reconstruction", "M: next frame")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--controller", required=True, type=Path, help="controller checkpoint (C)")
+    parser.add_argument("--vae", type=Path, help="V checkpoint (default: the one C records)")
+    parser.add_argument("--rnn", type=Path, help="M checkpoint (default: the one C records)")
+    parser.add_argument("--render", choices=["human", "none"], default="none",
+                        help="human: show CarRacing's window while driving (default: none)")
+    parser.add_argument("--record", type=Path, metavar="OUT.mp4|OUT.gif",
+                        help="write a side-by-side video: real | V reconstruction | M prediction")
+    parser.add_argument("--episodes", type=int, default=1, help="episodes to play (default: 1)")
+    parser.add_argument("--seed", type=int, default=TEST_START,
+                        help=f"track seed of the first episode; the next ones add 1 "
+                             f"(default: {TEST_START}, the first evaluation track)")
+    parser.add_argument("--env-id", default=EnvConfig.env_id, help="real environment id")
+    parser.add_argument("--max-steps", type=int, default=EnvConfig.max_steps,
+                        help="steps per episode at most")
+    parser.add_argument("--use-mu", action="store_true",
+                        help="feed C the VAE mean instead of a sampled z")
+    parser.add_argument("--panel-size", type=int, default=160, help="pixels per video panel side")
+    parser.add_argument("--fps", type=int, default=50, help="video frame rate (CarRacing runs at 50)")
+    add_device_argument(parser)
+
+
+def video_frame(raw: np.ndarray, recon: np.ndarray, pred: np.ndarray, action: np.ndarray,
+                ep_return: float, step: int, size: int) -> np.ndarray:
+    """One video frame: three labelled panels, actions and return drawn on the first."""
+    caption = (f"t={step}  return {ep_return:7.1f}\n"
+               f"steer {action[0]:+.2f} gas {action[1]:.2f} brake {action[2]:.2f}")
+    panels = hstack_panels([raw, recon, pred], PANEL_LABELS, size=size)
+    return draw_text(panels, caption, org=(4, size - 2 * max(10, size // 12) - 8), scale=size / 400)
+
+
+def play(controller: Path, vae: Path | None = None, rnn: Path | None = None,
+         render: str = "none", record: Path | None = None, episodes: int = 1,
+         seed: int = TEST_START, env_id: str = EnvConfig.env_id,
+         max_steps: int = EnvConfig.max_steps, use_mu: bool = False, panel_size: int = 160,
+         fps: int = 50, device: str = "auto") -> list[float]:
+    """Play ``episodes`` episodes; returns their returns. Writes ``record`` if given."""
+    from worldmodels.agents.world_models_agent import WorldModelsAgent
+    from worldmodels.envs import make_env
+
+    if episodes < 1:
+        raise CLIError(f"--episodes must be at least 1, got {episodes}")
+    if record is not None and record.suffix.lower() not in (".mp4", ".gif"):
+        raise CLIError(f"--record {record}: use a .mp4 or .gif file name")
+    if render == "human":
+        require_display()
+    agent = WorldModelsAgent.from_checkpoints(controller, vae, rnn, device=resolve_device(device),
+                                              use_mu=use_mu, seed=seed)
+    env = make_env(EnvConfig(env_id=env_id, max_steps=max_steps),
+                   render_mode="human" if render == "human" else None)
+    frames: list[np.ndarray] = []
+    returns = []
+    try:
+        for ep in range(episodes):
+            obs, info = env.reset(seed=seed + ep)
+            agent.reset(seed + ep)
+            raw, total, done, t = info["raw_frame"], 0.0, False, 0
+            while not done:
+                action = agent.act(obs)
+                if record is not None:
+                    frames.append(video_frame(raw, agent.reconstruction(), agent.prediction(),
+                                              action, total, t, panel_size))
+                obs, reward, terminated, truncated, info = env.step(action)
+                raw, total, t = info["raw_frame"], total + float(reward), t + 1
+                done = terminated or truncated
+            returns.append(total)
+            print(f"episode {ep + 1}/{episodes} (track seed {seed + ep}): return {total:.1f} "
+                  f"in {t} steps", flush=True)
+    finally:
+        env.close()
+    if record is not None:
+        write_video(record, np.stack(frames), fps=fps)
+        print(f"video: {record} ({len(frames)} frames, {fps} fps)")
+    return returns
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.render == "none" and args.record is None:
+        raise CLIError("nothing to show: pass --render human and/or --record OUT.mp4")
+    play(args.controller, args.vae, args.rnn, args.render, args.record, args.episodes, args.seed,
+         args.env_id, args.max_steps, args.use_mu, args.panel_size, args.fps, args.device)
+    return 0

@@ -1,0 +1,222 @@
+"""Train C, the linear controller, with CMA-ES: in the dream of M (default) or in the real env.
+
+- ``--mode dream``: every candidate x rollout runs at once in the batched dream of M
+  (``worldmodels.dream.BatchedDream``) at temperature tau; generation g's dreams come from
+  seed ``derive_seed(seed, g)``, shared by all candidates (common random numbers). The CMA
+  mean is scored in the same dreams and logged as ``dream/return_mean``.
+- ``--mode real``: candidates drive the real env (``--env-id``) in parallel worker processes;
+  rollout r of generation g runs on training track ``derive_seed(seed, g, r)`` for every
+  candidate. This is the paper's protocol for CarRacing, for machines with many cores.
+
+Fitness is the mean return over ``rollouts_per_candidate`` rollouts. Every ``eval_every``
+generations (and after the last) the CMA mean drives the real env on the validation tracks
+(``worldmodels.seeds.validation_seeds``); the best by that score is kept as
+``OUT/controller_best.pt``. ``OUT/controller.pt`` (the latest CMA mean, with the ES history)
+is written every generation, and rerunning the same command resumes from it: the ES is
+rebuilt by replaying its history (``worldmodels.es``) and every random number depends only
+on (seed, generation), so a resumed run ends exactly where an uninterrupted one would (CPU).
+
+TensorBoard: ``es/fitness_best|mean|worst``, ``es/sigma``, ``dream/return_mean``,
+``eval/real_return_mean|std``, ``time/generation_s``, ``time/eval_s``; hparams at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import runs
+from .checkpoint import check_parent, checkpoint_sha256, load_checkpoint, save_checkpoint
+from .cli import (add_config_arguments, add_device_argument, add_preset_argument,
+                  config_from_args, preset_from_args)
+from .config import ControllerConfig, EnvConfig
+from .controller import Controller
+from .es import CMAES
+from .evaluate import EpisodeRunner
+from .logger import Logger
+from .mdnrnn import load_mdnrnn
+from .seeds import derive_seed, validation_seeds
+from .utils import resolve_device
+from .vae import load_vae
+
+MODES = ("dream", "real")
+LATEST = "controller.pt"
+BEST = "controller_best.pt"
+
+
+def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike,
+                     out_dir: str | os.PathLike, cfg: ControllerConfig, env_cfg: EnvConfig,
+                     device: str = "auto", tb_dir: str | os.PathLike | None = None,
+                     progress: bool = True) -> Path:
+    """Run (or resume) CMA-ES for C; returns the controller to evaluate.
+
+    That is ``OUT/controller_best.pt`` when a real evaluation ran (``eval_every`` > 0),
+    else ``OUT/controller.pt``. A finished folder is not redone.
+    """
+    _check_config(cfg)
+    out = Path(out_dir)
+    latest, best = out / LATEST, out / BEST
+    vae_path, mdnrnn_path = Path(vae_path).resolve(), Path(mdnrnn_path).resolve()
+    for path in (vae_path, mdnrnn_path):
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint not found: {path}")
+    parents = {"vae_sha256": checkpoint_sha256(vae_path),
+               "mdnrnn_sha256": checkpoint_sha256(mdnrnn_path)}
+    runs.start_run(out, {"controller": asdict(cfg), "env": asdict(env_cfg), **parents},
+                   stage="train-controller")
+    if runs.is_done(out):
+        print(f"train-controller: {out} is already done (see {out / runs.DONE})")
+        return best if best.exists() else latest
+    vae, _ = load_vae(vae_path)
+    mdnrnn, _ = load_mdnrnn(mdnrnn_path, vae_path=vae_path)  # refuses an M of another V
+    if vae.z_dim != mdnrnn.z_dim:
+        raise ValueError(f"V has z_dim {vae.z_dim} but M expects {mdnrnn.z_dim}")
+    z_dim, hidden_size = mdnrnn.z_dim, mdnrnn.hidden_size
+    del vae, mdnrnn
+
+    controller = Controller(z_dim=z_dim, hidden_size=hidden_size)
+    state = _resume(latest, vae_path, mdnrnn_path, cfg, controller.n_params)
+    es: CMAES = state["es"]
+
+    def save(path: Path, extra: dict[str, Any]) -> None:
+        controller.set_flat(es.mean)
+        save_checkpoint(path, kind="controller", config=asdict(cfg), model=controller.state_dict(),
+                        step=es.generation, parents=parents,
+                        extra={"vae_path": str(vae_path), "mdnrnn_path": str(mdnrnn_path),
+                               "z_dim": z_dim, "hidden_size": hidden_size,
+                               "best_real": state["best_real"],
+                               "best_generation": state["best_generation"],
+                               "evals": state["evals"], **extra})
+
+    dream = None
+    if cfg.mode == "dream":
+        from .dream import BatchedDream
+
+        dream = BatchedDream.from_checkpoint(
+            mdnrnn_path, resolve_device(device), vae_path=vae_path, temperature=cfg.temperature,
+            max_steps=cfg.dream_max_steps, done_threshold=cfg.done_threshold,
+            sample_done=cfg.sample_done)
+    # Real-env episodes run on CPU: batch-1 inference of V, M and C gains nothing from a GPU.
+    runner = EpisodeRunner(env_cfg, vae_path=vae_path, mdnrnn_path=mdnrnn_path,
+                           use_mu=cfg.use_mu, device="cpu", workers=cfg.workers)
+    logger = Logger(tb_dir if tb_dir is not None else out / "tb", echo=not progress)
+    bar = tqdm(total=cfg.generations, initial=es.generation, desc="train-controller",
+               unit="gen", disable=not progress)
+    try:
+        while es.generation < cfg.generations:
+            g = es.generation
+            t0 = time.perf_counter()
+            solutions = es.ask()
+            sigma = es.sigma
+            scalars: dict[str, float] = {}
+            if dream is not None:
+                # The CMA mean rides along as one more candidate in the same dreams.
+                batch = torch.from_numpy(np.vstack([solutions, es.mean[None]]))
+                returns = dream.evaluate(batch, cfg.rollouts_per_candidate,
+                                         seed=derive_seed(cfg.seed, g)).double().numpy()
+                fitness = returns[:-1].mean(1)
+                scalars["dream/return_mean"] = float(returns[-1].mean())
+            else:
+                tracks = [derive_seed(cfg.seed, g, r) for r in range(cfg.rollouts_per_candidate)]
+                returns, _ = runner.run([(x, s) for x in solutions for s in tracks])
+                fitness = returns.reshape(cfg.popsize, -1).mean(1)
+            es.tell(fitness)
+            scalars.update({"es/fitness_best": fitness.max(), "es/fitness_mean": fitness.mean(),
+                            "es/fitness_worst": fitness.min(), "es/sigma": sigma,
+                            "time/generation_s": time.perf_counter() - t0})
+            gen = es.generation
+            if cfg.eval_every > 0 and (gen % cfg.eval_every == 0 or gen == cfg.generations):
+                t1 = time.perf_counter()
+                real, _ = runner.run([(es.mean, s) for s in validation_seeds(cfg.eval_episodes)])
+                scalars.update({"eval/real_return_mean": real.mean(),
+                                "eval/real_return_std": real.std(),
+                                "time/eval_s": time.perf_counter() - t1})
+                state["evals"].append([gen, float(real.mean()), float(real.std())])
+                if state["best_real"] is None or real.mean() > state["best_real"]:
+                    state["best_real"], state["best_generation"] = float(real.mean()), gen
+                    save(best, {})
+            logger.scalars(scalars, step=gen)
+            save(latest, {"es": es.state_dict()})
+            bar.update(1)
+            bar.set_postfix(best=f"{fitness.max():.1f}", mean=f"{fitness.mean():.1f}",
+                            real="-" if state["best_real"] is None else f"{state['best_real']:.1f}")
+        history = es.history
+        summary = {
+            "generations": es.generation,
+            "final_fitness_mean": float(history[-1].mean()) if len(history) else None,
+            "final_fitness_best": float(history[-1].max()) if len(history) else None,
+            "best_real": state["best_real"], "best_generation": state["best_generation"],
+            "evals": state["evals"], "controller": str(latest),
+            "controller_best": str(best) if best.exists() else None,
+        }
+        metrics = {f"hparam/{k}": v for k, v in summary.items()
+                   if k in ("final_fitness_mean", "best_real") and v is not None}
+        logger.hparams({"controller": asdict(cfg), "env": asdict(env_cfg)}, metrics)
+        runs.mark_done(out, summary)
+    finally:
+        bar.close()
+        logger.close()
+        runner.close()
+    return best if best.exists() else latest
+
+
+def _check_config(cfg: ControllerConfig) -> None:
+    if cfg.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+    if cfg.popsize < 2 or cfg.rollouts_per_candidate < 1 or cfg.generations < 0:
+        raise ValueError("need popsize >= 2, rollouts_per_candidate >= 1 and generations >= 0")
+    if cfg.eval_every > 0 and cfg.eval_episodes < 1:
+        raise ValueError("eval_episodes must be >= 1 when eval_every > 0")
+
+
+def _resume(latest: Path, vae_path: Path, mdnrnn_path: Path, cfg: ControllerConfig,
+            n_params: int) -> dict[str, Any]:
+    """The ES and bookkeeping from ``controller.pt``, or fresh ones if there is none."""
+    if not latest.exists():
+        return {"es": CMAES(n_params, cfg.sigma0, cfg.popsize, cfg.seed), "best_real": None,
+                "best_generation": None, "evals": []}
+    ckpt = load_checkpoint(latest, kind="controller")
+    check_parent(ckpt, "vae_sha256", vae_path)
+    check_parent(ckpt, "mdnrnn_sha256", mdnrnn_path)
+    extra = ckpt["extra"]
+    es = CMAES.from_state_dict(extra["es"])
+    if (es.n_params, es.popsize, es.sigma0, es.seed) != (n_params, cfg.popsize, cfg.sigma0, cfg.seed):
+        raise ValueError(f"{latest} holds an ES with other settings than this run's config")
+    return {"es": es, "best_real": extra["best_real"], "best_generation": extra["best_generation"],
+            "evals": [list(e) for e in extra["evals"]]}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--vae", type=Path, required=True, help="V checkpoint (vae.pt)")
+    parser.add_argument("--rnn", type=Path, required=True, help="M checkpoint (mdnrnn.pt)")
+    parser.add_argument("--out", type=Path, required=True,
+                        help="run folder: controller.pt, controller_best.pt, config.json, done.json")
+    parser.add_argument("--tb-dir", type=Path, help="TensorBoard folder (default: OUT/tb)")
+    add_preset_argument(parser)
+    add_device_argument(parser)
+    add_config_arguments(parser, ControllerConfig)
+    add_config_arguments(parser, EnvConfig, exclude=("frame_size", "crop_rows"),
+                         title="real environment (real-mode ES and the periodic evaluation)")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar; print each generation's scalars instead")
+
+
+def run(args: argparse.Namespace) -> int:
+    preset = preset_from_args(args)
+    cfg = config_from_args(args, preset.controller)
+    env_cfg = config_from_args(args, preset.env)
+    path = train_controller(args.vae, args.rnn, args.out, cfg, env_cfg, device=args.device,
+                            tb_dir=args.tb_dir, progress=not args.no_progress)
+    done = runs.read_done(args.out)
+    best = done.get("best_real")
+    print(f"controller: {path}" + (f" (best real return {best:.1f} at generation "
+                                   f"{done['best_generation']})" if best is not None else ""))
+    return 0
