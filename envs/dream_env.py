@@ -14,8 +14,6 @@ it gives exactly the trajectory of ``BatchedDream.reset(1, generator=seed)`` and
 
 from __future__ import annotations
 
-from typing import Any
-
 import gymnasium as gym
 import numpy as np
 import torch

@@ -212,11 +212,12 @@ class FastCarRacing(CarRacing):
         key = pygame.display.get_surface()
         if self._canvas is None or self._canvas_key is not key:
             canvas = pygame.Surface((WINDOW_W, WINDOW_H))
-            self._flipped = pygame.Surface((WINDOW_W, WINDOW_H), 0, canvas)
-            self._bar = pygame.Surface((WINDOW_W, WINDOW_H), 0, canvas)  # rows >= _BAR_TOP used
-            self._x_world = pygame.Surface((STATE_W, _BAR_TOP), 0, canvas)
-            self._x_bar = pygame.Surface((STATE_W, WINDOW_H - _BAR_TOP), 0, canvas)
-            self._x_frame = pygame.Surface((STATE_W, WINDOW_H), 0, canvas)
+            # the flipped frame; for state_pixels in parts, only its dashboard rows
+            self._frame = pygame.Surface((WINDOW_W, WINDOW_H), 0, canvas)
+            # rows shrunk to STATE_W wide: of the world, of the dashboard, both stacked
+            self._world_rows = pygame.Surface((STATE_W, _BAR_TOP), 0, canvas)
+            self._bar_rows = pygame.Surface((STATE_W, WINDOW_H - _BAR_TOP), 0, canvas)
+            self._frame_rows = pygame.Surface((STATE_W, WINDOW_H), 0, canvas)
             self._state = pygame.Surface((STATE_W, STATE_H), 0, canvas)
             self._scratch = pygame.Surface((1, 1), 0, canvas)
             self._canvas, self._canvas_key = canvas, key
@@ -261,10 +262,10 @@ class FastCarRacing(CarRacing):
         # pygame.transform.flip(canvas, False, True), into a reused surface
         if canvas.get_bytesize() == 4:
             src = pygame.surfarray.pixels2d(canvas)
-            dst = pygame.surfarray.pixels2d(self._flipped)
+            dst = pygame.surfarray.pixels2d(self._frame)
             dst[...] = src[:, ::-1]
             del src, dst  # unlock the surfaces
-            self.surf = self._flipped
+            self.surf = self._frame
         else:
             self.surf = pygame.transform.flip(canvas, False, True)
 
@@ -307,20 +308,20 @@ class FastCarRacing(CarRacing):
         visible part of the canvas and of the bar separately, stack them (the canvas part
         upside down) and let smoothscale finish with the columns.
         """
-        self.surf = self._bar
+        self.surf = self._frame
         self._render_indicators(WINDOW_W, WINDOW_H)  # paints the whole bar first
-        self._bar.blit(text, text_rect)
+        self._frame.blit(text, text_rect)
         self.surf = canvas
         bar_rows = WINDOW_H - _BAR_TOP
         pygame.transform.smoothscale(canvas.subsurface((0, bar_rows, WINDOW_W, _BAR_TOP)),
-                                     (STATE_W, _BAR_TOP), self._x_world)
-        pygame.transform.smoothscale(self._bar.subsurface((0, _BAR_TOP, WINDOW_W, bar_rows)),
-                                     (STATE_W, bar_rows), self._x_bar)
-        frame = pygame.surfarray.pixels2d(self._x_frame)
-        frame[:, :_BAR_TOP] = pygame.surfarray.pixels2d(self._x_world)[:, ::-1]
-        frame[:, _BAR_TOP:] = pygame.surfarray.pixels2d(self._x_bar)
+                                     (STATE_W, _BAR_TOP), self._world_rows)
+        pygame.transform.smoothscale(self._frame.subsurface((0, _BAR_TOP, WINDOW_W, bar_rows)),
+                                     (STATE_W, bar_rows), self._bar_rows)
+        frame = pygame.surfarray.pixels2d(self._frame_rows)
+        frame[:, :_BAR_TOP] = pygame.surfarray.pixels2d(self._world_rows)[:, ::-1]
+        frame[:, _BAR_TOP:] = pygame.surfarray.pixels2d(self._bar_rows)
         del frame  # unlock
-        pygame.transform.smoothscale(self._x_frame, (STATE_W, STATE_H), self._state)
+        pygame.transform.smoothscale(self._frame_rows, (STATE_W, STATE_H), self._state)
         # the original's transpose(pixels3d(...)), as a C-contiguous (H, W, 3) copy
         rgb = pygame.image.tobytes(self._state, "RGB")
         return np.frombuffer(rgb, dtype=np.uint8).reshape(STATE_H, STATE_W, 3).copy()

@@ -4,8 +4,9 @@
     python scripts/profile_carracing.py --profile fast   # cProfile of the fast env
 
 Both envs replay the same seeded actions (render_mode=None, i.e. state_pixels
-observations). They run in alternating chunks so that load from other processes hits both
-alike; the figure per env is its median chunk speed.
+observations), full episodes from reset. They run in alternating chunks so that load from
+other processes hits both alike; each chunk is timed in CPU time of this process
+(``time.process_time``), and the figure per env is its median chunk speed.
 """
 
 from __future__ import annotations

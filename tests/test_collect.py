@@ -280,3 +280,11 @@ def test_cli_help_explains_every_option(capsys, collect_only):
     for option in ("--episodes", "--workers", "--max-steps", "--policy", "--seed", "--out",
                    "--env-id", "--preset", "--no-progress"):
         assert option in text
+
+
+def test_tiny_rollouts_fixture_is_a_valid_data_folder(tiny_rollouts, make_rollouts, tmp_path):
+    files = episode_files(tiny_rollouts, verify=True)
+    assert [len(read_shard(f)["obs"]) for f in files] == [12, 9, 15]
+    assert read_shard(files[-1])["terminated"][-1] and read_shard(files[0])["truncated"][-1]
+    other = make_rollouts(tmp_path / "other", lengths=(5,), seed=1)
+    assert [e["length"] for e in read_manifest(other)] == [5]

@@ -83,6 +83,31 @@ def test_step_follows_mdnrnn_at_temperature_zero():
             assert not done.any()
 
 
+def test_ties_pick_the_first_component_like_argmax():
+    m = tiny_mdnrnn()
+    with torch.no_grad():
+        m.mdn.weight.view(Z, 3, K, H)[:, 0] = 0.0   # all mixture logits equal
+        m.mdn.bias.view(Z, 3, K)[:, 0] = 0.0
+    dream = make_dream(m, temperature=0.0)
+    z0, a = torch.randn(2, Z), torch.rand(2, 3)
+    dream.reset(2, z=z0)
+    z, *_ = dream.step(a)
+    with torch.no_grad():
+        out, _, _ = m.step(z0, a, m.initial_state(2))
+    torch.testing.assert_close(z, out.mu[..., 0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_gpu_dream_matches_cpu_at_temperature_zero():
+    m = tiny_mdnrnn()
+    params = torch.randn(3, (Z + H) * 3 + 3)
+    cpu = make_dream(m, temperature=0.0, max_steps=20).evaluate(params, 2, seed=0)
+    gpu = make_dream(m, temperature=0.0, max_steps=20, device="cuda").evaluate(params, 2, seed=0)
+    torch.testing.assert_close(gpu, cpu, atol=1e-3, rtol=1e-3)
+    sampled = make_dream(m, temperature=1.0, max_steps=20, device="cuda").evaluate(params, 2, seed=0)
+    assert sampled.shape == (3, 2) and torch.isfinite(sampled).all()
+
+
 def test_next_z_has_the_tempered_mixture_statistics():
     """One step from one state, 20000 times: mean and variance of the mixture at tau."""
     m = tiny_mdnrnn()

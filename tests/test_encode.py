@@ -159,3 +159,22 @@ def test_cli_arguments(tmp_path, rollouts):
     assert read_shard(tmp_path / "l" / "ep_000000.npz", kind="latent")["mu"].dtype == np.float32
     with pytest.raises(SystemExit):
         parser.parse_args(["--data", "r", "--vae", "v", "--out", "l", "--dtype", "int8"])
+
+
+def test_real_carracing_episodes_go_through_collect_train_vae_and_encode(tmp_path):
+    from worldmodels.collect import collect_rollouts
+    from worldmodels.config import CollectConfig, EnvConfig, get_preset
+    from worldmodels.train_vae import train_vae
+
+    rollouts = tmp_path / "rollouts"
+    collect_rollouts(rollouts, CollectConfig(episodes=2, workers=1, max_steps=25),
+                     EnvConfig(max_steps=25), progress=False)
+    vae_path = train_vae(rollouts, tmp_path / "vae", get_preset("debug").vae, device="cpu",
+                         progress=False)
+    out = encode(rollouts, vae_path, tmp_path / "latents")
+    lengths = [e["length"] for e in read_manifest(rollouts)]
+    assert [e["length"] for e in read_manifest(out)] == lengths and sum(lengths) == 50
+    for entry in read_manifest(out):
+        shard = read_shard(out / entry["file"], kind="latent")
+        assert shard["mu"].shape == (entry["length"], 32)
+        assert np.isfinite(shard["mu"]).all() and np.isfinite(shard["logvar"]).all()

@@ -45,20 +45,22 @@ def assert_same_reset(official, fast, **kwargs) -> None:
     assert info_f == info_o
 
 
-def assert_same_steps(official, fast, actions, render_every: int = 0) -> int:
-    """Step both envs with ``actions`` until the episode ends; returns the steps taken."""
+def assert_same_steps(official, fast, actions, render_every: int = 0):
+    """Step both envs with ``actions`` until the episode ends (or the actions do); returns
+    the number of steps and the last (reward, terminated, truncated, info)."""
     for t, action in enumerate(actions):
-        obs_o, rew_o, term_o, trunc_o, info_o = official.step(action)
-        obs_f, rew_f, term_f, trunc_f, info_f = fast.step(action)
-        assert np.array_equal(obs_f, obs_o), f"observation differs at step {t}"
-        assert (rew_f, term_f, trunc_f, info_f) == (rew_o, term_o, trunc_o, info_o), t
+        obs_o, *last_o = official.step(action)
+        obs_f, *last_f = fast.step(action)
+        assert obs_f.dtype == obs_o.dtype and np.array_equal(obs_f, obs_o), \
+            f"observation differs at step {t}"
+        assert last_f == last_o, f"reward, terminated, truncated or info differ at step {t}"
         if render_every and t % render_every == 0:
             frame_o, frame_f = official.render(), fast.render()
             assert frame_f.shape == frame_o.shape == (400, 600, 3)
             assert np.array_equal(frame_f, frame_o), f"rgb_array frame differs at step {t}"
-        if term_o or trunc_o:
-            return t + 1
-    return len(actions)
+        if last_o[1] or last_o[2]:
+            break
+    return t + 1, tuple(last_o)
 
 
 @pytest.fixture
@@ -86,8 +88,9 @@ def test_full_episodes_identical_across_resets(env_pair):
     official, fast = env_pair
     for seed in (0, 1):
         assert_same_reset(official, fast, seed=seed)
-        steps = assert_same_steps(official, fast, forward_biased_actions(seed, 1000))
-        assert steps == 1000  # truncated by the time limit, not ended early
+        steps, (_, terminated, truncated, _) = assert_same_steps(
+            official, fast, forward_biased_actions(seed, 1000))
+        assert (steps, terminated, truncated) == (1000, False, True)  # the time limit
     assert_same_reset(official, fast)  # the env's own RNG, continued
     assert_same_steps(official, fast, forward_biased_actions(2, 200))
 
@@ -97,10 +100,8 @@ def test_leaving_the_playfield_identical(env_pair):
     official, fast = env_pair
     assert_same_reset(official, fast, seed=6)
     actions = np.tile(np.float32([0.0, 1.0, 0.0]), (1000, 1))
-    steps = assert_same_steps(official, fast, actions)
-    assert steps < 1000
-    x, y = fast.unwrapped.car.hull.position
-    assert max(abs(x), abs(y)) > fast_carracing.PLAYFIELD
+    steps, last = assert_same_steps(official, fast, actions)
+    assert steps < 1000 and last == (-100, True, False, {"lap_finished": False})
 
 
 @pytest.mark.parametrize("env_pair", [{"render_mode": "rgb_array"}], indirect=True)
@@ -109,6 +110,19 @@ def test_rgb_array_frames_identical(env_pair):
     official, fast = env_pair
     assert_same_reset(official, fast, seed=3)
     assert_same_steps(official, fast, forward_biased_actions(3, 150), render_every=10)
+
+
+def test_human_render_mode_runs():
+    """render_mode="human" (a dummy SDL display here) draws and gives the same states."""
+    official, fast = gym.make(OFFICIAL_ID), gym.make(FAST_ID, render_mode="human")
+    try:
+        assert_same_reset(official, fast, seed=8)
+        assert_same_steps(official, fast, forward_biased_actions(8, 30))
+        window = pygame.surfarray.array3d(pygame.display.get_surface())
+        assert window.shape == (1000, 800, 3) and window.any()
+    finally:
+        fast.close()
+        official.close()
 
 
 @pytest.mark.parametrize(
@@ -204,19 +218,21 @@ def test_background_fill_equals_gfxdraw_when_covering():
 
 def test_polygons_beside_the_window_paint_nothing():
     """The extra culling of ``_render_road``: a bounding box wholly beyond one edge of the
-    window by ``_OFF_MARGIN`` pixels draws no pixel."""
+    window by ``_OFF_MARGIN`` pixels draws no pixel; one wholly in the top
+    ``_HIDDEN_ROWS`` rows (covered by the dashboard once flipped) draws none below them."""
     rng = np.random.default_rng(3)
-    margin = fast_carracing._OFF_MARGIN
+    margin, hidden = fast_carracing._OFF_MARGIN, fast_carracing._HIDDEN_ROWS
     surface = pygame.Surface((1000, 800))
-    for _ in range(300):
+    for _ in range(400):
         w, h = rng.uniform(1, 400, 2)
-        side = rng.integers(4)
+        side = rng.integers(5)
         x0 = {0: -margin - w - rng.uniform(0, 1), 1: 1000 + margin + rng.uniform(0, 1)}.get(
             side, rng.uniform(-400, 1400))
-        y0 = {2: -margin - h - rng.uniform(0, 1), 3: 800 + margin + rng.uniform(0, 1)}.get(
-            side, rng.uniform(-400, 1200))
+        y0 = {2: -margin - h - rng.uniform(0, 1), 3: 800 + margin + rng.uniform(0, 1),
+              4: hidden - margin - h - rng.uniform(0, 1)}.get(side, rng.uniform(-400, 1200))
         poly = [(x0 + w * rng.uniform(0.5, 1), y0), (x0, y0 + h * rng.uniform(0, 1)),
                 (x0 + w * rng.uniform(0, 0.5), y0 + h), (x0 + w, y0 + h * rng.uniform(0, 1))]
         surface.fill((0, 0, 0))
         _draw_original(surface, poly, (255, 255, 255))
-        assert not pygame.surfarray.array2d(surface).any(), poly
+        painted = pygame.surfarray.array2d(surface)
+        assert not (painted[:, hidden:] if side == 4 else painted).any(), poly

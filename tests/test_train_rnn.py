@@ -61,8 +61,8 @@ def write_latents(folder: Path, n_episodes: int = 10, seed: int = 0, z_dim: int 
         sha = write_shard(folder / shard_name(i), arrays, kind="latent")
         append_manifest(folder, {"index": i, "file": shard_name(i), "length": T, "sha256": sha})
     runs.start_run(folder, {"vae_path": str(vae), "vae_sha256": checkpoint_sha256(vae),
-                            "z_dim": z_dim, "dtype": "float16"}, "encode")
-    (folder / runs.CONFIG).rename(folder / tr.ENCODE_RECORD)
+                            "z_dim": z_dim, "dtype": "float16"}, "encode",
+                   filename=tr.ENCODE_RECORD)
     return folder
 
 

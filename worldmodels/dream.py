@@ -18,12 +18,15 @@ earns no more reward. Episodes are cut at ``max_steps``.
 of the most likely component, and dream b starts from the mean encoding of initial frame
 ``b mod N``, whatever the seed.
 
-Speed: the LSTM weights are packed into one matrix over the input buffer [z, h, a] and the
-MDN, reward and done heads into another, so a step is two matmuls plus a few in-place
-elementwise kernels on preallocated buffers; the temperature is folded into the head's
-weights; only the chosen component's mean and std are gathered. In :meth:`evaluate`
-(P controllers x n rollouts) the noise is drawn once per rollout and broadcast over the
-controllers: common random numbers, which also make the drawing itself nearly free.
+Speed (this is the hot loop of training C): the LSTM weights are packed into one matrix over
+the input buffer [z, h, a] and the MDN, reward and done heads into another, so a step is two
+matmuls (about 85% of the time at B = 1024 on CPU) plus in-place elementwise kernels on
+preallocated buffers. The temperature is folded into the head's weights. On CPU, torch's
+tanh, exp and argmax over a small dimension are slow, so tanh(x) is computed as
+2 sigmoid(2x) - 1, the std as exp2 of a base-2 log-std (the head's rows are rescaled), and
+the component choice as max + compare + K selects. In :meth:`evaluate` (P controllers x n
+rollouts) the noise is drawn once per rollout and broadcast over the controllers: common
+random numbers, which also make drawing it nearly free.
 """
 
 from __future__ import annotations
@@ -47,11 +50,11 @@ class _Batch:
     x: list[torch.Tensor]       # 2 x (B x (Z + H + A)): [z, h, a], the LSTM's input
     c: list[torch.Tensor]       # 2 x (B x H): LSTM cell
     gates: torch.Tensor         # B x 4H, gate order i, f, o, g
-    heads: torch.Tensor         # B x (Z*K + Z*2K + 2): logits, (mu, logsigma), reward, done
-    scores: torch.Tensor        # B x Z x K
-    k: torch.Tensor             # B x Z x 1 (int64): chosen component
-    k2: torch.Tensor            # B x Z x 2 (int64): indices of its mu and logsigma
-    sel: torch.Tensor           # B x Z x 2: its mu and logsigma
+    heads: torch.Tensor         # B x (3*K*Z + 2): logits, means, log2-stds (K x Z each), reward, done
+    scores: torch.Tensor        # B x K x Z: logits / tau + Gumbel noise
+    best: torch.Tensor          # B x 1 x Z: their max over the K components
+    pick: torch.Tensor          # B x K x Z (bool): the chosen component
+    sel: torch.Tensor           # B x 2 x Z: its mean and log2-std
     hit: torch.Tensor           # B (bool): terminated this step
     done: torch.Tensor          # B (bool): terminated so far
     alive: torch.Tensor         # B (float): 1 - done
@@ -139,24 +142,19 @@ class BatchedDream:
             self._w_lstm = w.t().contiguous().to(self.device)
             self._b_lstm = bias.to(self.device)
 
-            # MDN head rows are laid out (Z, 3, K): log-weight, mean, log-std. Regroup them as
-            # [logits (Z*K) | per dim: K means then K log-stds (Z*2K) | reward | done].
-            wm = m.mdn.weight.detach().float().cpu().view(Z, 3, K, H)
-            bm = m.mdn.bias.detach().float().cpu().view(Z, 3, K)
-            w_logit, b_logit = wm[:, 0].reshape(Z * K, H), bm[:, 0].reshape(Z * K)
-            w_ms, b_ms = wm[:, 1:].reshape(Z * 2 * K, H), bm[:, 1:].clone()
+            # MDN head rows are laid out (Z, 3, K): log-weight, mean, log-std. Reorder them as
+            # (3, K, Z), so that each component's values over z are contiguous, then append the
+            # reward and done rows.
+            wm = m.mdn.weight.detach().float().cpu().view(Z, 3, K, H).permute(1, 2, 0, 3).clone()
+            bm = m.mdn.bias.detach().float().cpu().view(Z, 3, K).permute(1, 2, 0).clone()
             tau = self.temperature
-            if tau > 0:
-                # logits / tau and std * sqrt(tau), folded into the weights once.
-                w_logit, b_logit = w_logit / tau, b_logit / tau
-                b_ms[:, 1] += 0.5 * math.log(tau)
-            # Log-stds in base 2: std = exp2(row), cheaper than exp on CPU.
-            w_ms = w_ms.view(Z, 2, K, H).clone()
-            w_ms[:, 1] *= LOG2_E
-            b_ms[:, 1] *= LOG2_E
-            rows_w, rows_b = [w_ms.view(Z * 2 * K, H)], [b_ms.reshape(-1)]
-            rows_w.insert(0, w_logit)
-            rows_b.insert(0, b_logit)
+            if tau > 0:  # logits / tau and std * sqrt(tau), folded into the weights once
+                wm[0] /= tau
+                bm[0] /= tau
+                bm[2] += 0.5 * math.log(tau)
+            wm[2] *= LOG2_E  # log-stds in base 2: std = exp2(row), cheaper than exp on CPU
+            bm[2] *= LOG2_E
+            rows_w, rows_b = [wm.reshape(3 * K * Z, H)], [bm.reshape(3 * K * Z)]
             for head in (m.reward_head, m.done_head):
                 if head is None:  # absent head: a zero row (reward 0; done is never computed)
                     rows_w.append(torch.zeros(1, H))
@@ -166,7 +164,6 @@ class BatchedDream:
                     rows_b.append(head.bias.detach().float().cpu())
             self._w_heads = torch.cat(rows_w).t().contiguous().to(self.device)
             self._b_heads = torch.cat(rows_b).to(self.device)
-        self._k_offsets = torch.tensor([0, K], device=self.device)
         thr = self.done_threshold
         self._done_logit_threshold = math.log(thr / (1 - thr)) if 0 < thr < 1 else (
             -math.inf if thr == 0 else math.inf)
@@ -187,10 +184,10 @@ class BatchedDream:
             x=x, c=[torch.zeros(batch, H, device=dev) for _ in range(2)],
             gates=torch.empty(batch, 4 * H, device=dev),
             heads=torch.empty(batch, self._w_heads.shape[1], device=dev),
-            scores=torch.empty(batch, Z, K, device=dev),
-            k=torch.empty(batch, Z, 1, dtype=torch.long, device=dev),
-            k2=torch.empty(batch, Z, 2, dtype=torch.long, device=dev),
-            sel=torch.empty(batch, Z, 2, device=dev),
+            scores=torch.empty(batch, K, Z, device=dev),
+            best=torch.empty(batch, 1, Z, device=dev),
+            pick=torch.empty(batch, K, Z, dtype=torch.bool, device=dev),
+            sel=torch.empty(batch, 2, Z, device=dev),
             hit=torch.zeros(batch, dtype=torch.bool, device=dev),
             done=torch.zeros(batch, dtype=torch.bool, device=dev),
             alive=torch.ones(batch, device=dev),
@@ -208,12 +205,12 @@ class BatchedDream:
         return torch.addcmul(self.initial_mu[idx], self.initial_std[idx], eps)
 
     def _noise(self, n: int, generator: torch.Generator | None):
-        """One step's noise for n streams: Gumbel (n x Z x K), eps (n x Z), done threshold."""
+        """One step's noise for n streams: Gumbel (n x K x Z), eps (n x Z), done threshold."""
         gumbel = eps = None
         if self.temperature > 0:
-            # -log(E), E ~ Exp(1), is Gumbel(0, 1): argmax(logits / tau + G) samples softmax.
-            gumbel = torch.empty(n, self.z_dim, self.n_gaussians, device=self.device)
-            gumbel.exponential_(generator=generator).log_().neg_()
+            # Gumbel(0, 1) = -log(-log(U)): argmax(logits / tau + G) samples softmax(logits / tau).
+            gumbel = torch.rand(n, self.n_gaussians, self.z_dim, generator=generator,
+                                device=self.device).log_().neg_().log_().neg_()
             eps = torch.randn(n, self.z_dim, generator=generator, device=self.device)
         if self.has_done and self.sample_done:
             # u < sigmoid(logit)  <=>  logit > log(u / (1 - u)).
@@ -246,19 +243,16 @@ class BatchedDream:
         torch.mul(c_next, 2, out=h_next).sigmoid_().mul_(2).sub_(1).mul_(o)  # o * tanh(c)
 
         heads = torch.addmm(self._b_heads, h_next, self._w_heads, out=s.heads)
-        logits = heads[:, :Z * K].view(B, Z, K)
-        mu_logsigma = heads[:, Z * K:3 * Z * K].view(B, Z, 2 * K)
+        mdn = heads[:, :3 * K * Z].view(B, 3, K, Z)
         z_next = x_next[:, :Z]
         if gumbel is None:  # tau = 0: the mean of the most likely component
-            torch.argmax(logits, -1, keepdim=True, out=s.k)
-            torch.gather(mu_logsigma, -1, s.k, out=z_next.unsqueeze(-1))
+            self._select(s, mdn[:, 0], mdn)
+            z_next.copy_(s.sel[:, 0])
         else:
-            torch.add(logits.view(groups, n, Z, K), gumbel, out=s.scores.view(groups, n, Z, K))
-            torch.argmax(s.scores, -1, keepdim=True, out=s.k)
-            torch.add(s.k, self._k_offsets, out=s.k2)
-            torch.gather(mu_logsigma, -1, s.k2, out=s.sel)
-            sigma = s.sel[..., 1].exp2_()
-            torch.addcmul(s.sel[..., 0].view(groups, n, Z), sigma.view(groups, n, Z), eps,
+            torch.add(mdn[:, 0].view(groups, n, K, Z), gumbel, out=s.scores.view(groups, n, K, Z))
+            self._select(s, s.scores, mdn)
+            sigma = s.sel[:, 1].exp2_()
+            torch.addcmul(s.sel[:, 0].view(groups, n, Z), sigma.view(groups, n, Z), eps,
                           out=z_next.view(groups, n, Z))
 
         s.ret.addcmul_(heads[:, -2], s.alive)
@@ -277,12 +271,25 @@ class BatchedDream:
         s.c.reverse()
         s.t += 1
 
-    def _act_controllers(self, s: _Batch, w_t: torch.Tensor, b: torch.Tensor, raw: torch.Tensor) -> None:
-        """Actions of P linear controllers (w_t P x (Z+H) x A, b P x 1 x A) for P x n dreams."""
+    def _select(self, s: _Batch, scores: torch.Tensor, mdn: torch.Tensor) -> None:
+        """s.sel = mean and log2-std of the component with the highest score, per dim.
+
+        Same as argmax + gather (the first maximum wins a tie), but torch's argmax over a
+        dimension of size K is slow on CPU; a max, a comparison and K selects are not.
+        """
+        K = self.n_gaussians
+        torch.amax(scores, 1, keepdim=True, out=s.best)
+        torch.eq(scores, s.best, out=s.pick)
+        s.sel.copy_(mdn[:, 1:, K - 1])
+        for k in range(K - 2, -1, -1):
+            torch.where(s.pick[:, k:k + 1], mdn[:, 1:, k], s.sel, out=s.sel)
+
+    def _act_controllers(self, s: _Batch, w: torch.Tensor, b: torch.Tensor, raw: torch.Tensor) -> None:
+        """Actions of P linear controllers (w P x A x (Z+H), b P x 1 x A) for P x n dreams."""
         Z, H = self.z_dim, self.hidden_size
         x = s.x[0]
         P, n, A = raw.shape
-        torch.baddbmm(b, x[:, :Z + H].view(P, n, Z + H), w_t, out=raw)
+        torch.baddbmm(b, x[:, :Z + H].view(P, n, Z + H), w.transpose(1, 2), out=raw)
         raw.tanh_()
         a = x[:, Z + H:]
         torch.addcmul(self._act_shift, raw, self._act_scale, out=a.view(P, n, A))
@@ -387,15 +394,16 @@ class BatchedDream:
         P, n, A, F = params.shape[0], int(n_rollouts), self.action_dim, self.z_dim + self.hidden_size
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
         with torch.inference_mode():
-            w_t = params[:, :F * A].reshape(P, A, F).transpose(1, 2).contiguous()
+            w = params[:, :F * A].reshape(P, A, F)
             b = params[:, F * A:].reshape(P, 1, A)
             raw = torch.empty(P, n, A, device=self.device)
             z0 = self._initial_z(n, gen)
             s = self._new_batch(P * n, z0.repeat(P, 1))
             check_every = 1 if self.device.type == "cpu" else 50
             for t in range(self.max_steps):
-                self._act_controllers(s, w_t, b, raw)
+                self._act_controllers(s, w, b, raw)
                 self._advance(s, P, self._noise(n, gen))
                 if self.has_done and (t + 1) % check_every == 0 and bool(s.done.all()):
                     break
-            return s.ret.view(P, n).cpu()
+        # Cloned outside inference mode: callers get an ordinary tensor.
+        return s.ret.view(P, n).cpu().clone()

@@ -26,6 +26,7 @@ from .vae import ConvVAE, frames_to_tensor, load_vae, tensor_to_frames
 from .video import VIDEO_EXTENSIONS, NoDisplayError, Window, diff_image, hstack_panels, write_video
 
 DEFAULT_STEPS = 300
+EPISODE_STEPS = 1000  # a --keyboard episode restarts after this many steps, as CarRacing's do
 TB_PANEL = 128  # panel side of the videos logged to TensorBoard (GIFs stay small)
 
 
@@ -140,8 +141,8 @@ def action_source(args: argparse.Namespace):
 
 def caption(t: int, action: np.ndarray | None, ret: float) -> str:
     act = "" if action is None else \
-        f"\nsteer {action[0]:+.2f} gas {action[1]:.2f} brake {action[2]:.2f}"
-    return f"t={t}{act}\nreturn {ret:.1f}"
+        f"\nsteer {action[0]:+.2f}\ngas {action[1]:.2f} brake {action[2]:.2f}"
+    return f"t={t} return {ret:.1f}{act}"
 
 
 def dream_video(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDream):
@@ -249,7 +250,7 @@ def drive_with_keyboard(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDr
             window.show(frame)
             if args.record:
                 recorded.append(frame)
-            if done[0] or t >= 1000:
+            if done[0] or t >= EPISODE_STEPS:
                 print(f"episode over after {t} steps, return {ret:.1f}; restarting")
                 z, _ = dream.reset(1, generator)
                 ret, t = 0.0, 0

@@ -121,7 +121,8 @@ def encode_rollouts(data_dir: str | os.PathLike, vae_path: str | os.PathLike,
         raise ShardError(f"data folder not found: {data_dir}")
     entries = read_manifest(data_dir)
     if not entries:
-        raise ShardError(f"{data_dir} has no finished episodes (manifest.jsonl is missing or empty)")
+        raise ShardError(f"{data_dir} has no finished episodes "
+                         "(manifest.jsonl is missing or empty)")
     encoded = {e["index"] for e in read_manifest(out_dir) if (out_dir / e["file"]).is_file()}
     todo = [e for e in entries if e["index"] not in encoded]
     if not todo:

@@ -9,14 +9,15 @@ writes (atomically) a JSON file::
       "agent": "world_models" | "random" | "brownian",
       "controller": path | null, "controller_sha256": ..., "vae": ..., "vae_sha256": ...,
       "mdnrnn": ..., "mdnrnn_sha256": ...,          # null for a baseline policy
-      "env_id": "CarRacing-v3", "max_steps": 1000, "use_mu": false, "version": "0.1.0",
+      "env_id": "CarRacing-v3", "max_steps": 1000, "use_mu": false | null, "version": ...,
       "seeds": [...], "returns": [...], "lengths": [...],   # one entry per episode
       "summary": {"episodes", "mean", "std", "min", "max", "solved_threshold": 900, "solved"}
     }
 
-An episode depends only on its seed (the track, and the agent's z-sampling noise or the
-baseline policy's draws), never on the number of workers. Baselines: ``--policy random`` or
-``--policy brownian`` instead of ``--controller``.
+C sees a sampled z, or V's mean with ``--use-mu``; without the flag, whatever C was trained
+with (its checkpoint's ``use_mu``). An episode depends only on its seed (the track, and the
+agent's z-sampling noise or the baseline policy's draws), never on the number of workers.
+Baselines: ``--policy random`` or ``--policy brownian`` instead of ``--controller``.
 
 This module also holds :class:`EpisodeRunner`, the parallel real-env episode runner that
 ``train-controller`` uses for real-env ES and its periodic evaluations.
@@ -27,6 +28,8 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Sequence
@@ -157,14 +160,25 @@ class EpisodeRunner:
             torch.set_num_threads(1)
             return map(self._local, tasks)
         if self._pool is None:
-            self._pool = mp.get_context("spawn").Pool(
-                self.workers, initializer=_init_worker, initargs=(self.spec,))
-        return self._pool.imap(_run_task, tasks)
+            # An executor, not multiprocessing.Pool: a worker that fails to start breaks it
+            # with an error, where a Pool would respawn the failing worker forever.
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
+                                             initializer=_init_worker, initargs=(self.spec,))
+        return self._checked(self._pool.map(_run_task, tasks))
 
-    def close(self) -> None:
+    @staticmethod
+    def _checked(results):
+        try:
+            yield from results
+        except BrokenProcessPool as e:
+            raise RuntimeError(
+                "a real-env worker process died or failed to start (its error is printed "
+                "above). A script that calls this must guard its entry point with "
+                "`if __name__ == \"__main__\":` (workers are spawned).") from e
+
+    def close(self, cancel: bool = False) -> None:
         if self._pool is not None:
-            self._pool.close()
-            self._pool.join()
+            self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
             self._pool = None
         if self._local is not None:
             self._local.close()
@@ -174,9 +188,7 @@ class EpisodeRunner:
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if exc[0] is not None and self._pool is not None:
-            self._pool.terminate()  # an error or Ctrl-C: do not wait for running episodes
-        self.close()
+        self.close(cancel=exc[0] is not None)  # an error or Ctrl-C: drop queued episodes
 
 
 def summarize(returns: np.ndarray) -> dict[str, Any]:

@@ -161,6 +161,9 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
                    if k in ("final_fitness_mean", "best_real") and v is not None}
         logger.hparams({"controller": asdict(cfg), "env": asdict(env_cfg)}, metrics)
         runs.mark_done(out, summary)
+    except BaseException:
+        runner.close(cancel=True)  # a crash or Ctrl-C: drop queued episodes
+        raise
     finally:
         bar.close()
         logger.close()

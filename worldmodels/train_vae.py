@@ -1,7 +1,7 @@
 """Train V, the convolutional VAE, on the frames of collected rollouts.
 
 Frames stream from the shards and stay uint8 until they reach the device: each epoch
-shuffles the episode order, loads a window of episodes (about ``window_frames`` frames; a
+shuffles the episode order, loads a window of episodes (about 20,000 frames, ~245 MB; a
 background thread loads the next window while the current one trains), shuffles the frames
 of the window and cuts them into batches. Memory holds a few windows, whatever the size of
 the data set (the paper's 10M frames are 123 GB as uint8).
@@ -49,7 +49,7 @@ from .vae import ConvVAE, frames_to_tensor, tensor_to_frames, vae_loss
 CHECKPOINT = "vae.pt"
 WINDOW_FRAMES = 20_000
 """Frames per shuffling window (~245 MB as uint8); at most ~4 windows are in memory at once."""
-CHECKPOINT_EVERY_S = 600.0
+CHECKPOINT_EVERY_S = 300.0
 """A checkpoint is also written inside an epoch when this many seconds passed since the last."""
 LOG_EVERY = 10
 """Training scalars are averaged over this many steps."""
@@ -273,7 +273,8 @@ def validate(vae: ConvVAE, data_dir: Path, episodes: list[dict], cfg: VAEConfig,
     vae.train()
     if frames == 0:
         return {}
-    loss, recon, kl = (float(v) for v in sums / frames)  # plain floats: checkpoints load weights-only
+    # Plain floats: they go into checkpoints, which load weights-only.
+    loss, recon, kl = (float(v) for v in sums / frames)
     return {"vae/val_loss": loss, "vae/val_recon": recon, "vae/val_kl": kl}
 
 
@@ -367,8 +368,8 @@ def train_vae(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: VAEC
     optimizer = torch.optim.Adam(vae.parameters(), lr=cfg.lr)
     noise = torch.Generator(device=dev)
     noise.manual_seed(cfg.seed)
-    prior_z = torch.randn(2 * N_IMAGES, cfg.z_dim, generator=torch.Generator().manual_seed(cfg.seed))
-    prior_z = prior_z.to(dev)
+    prior_z = torch.randn(2 * N_IMAGES, cfg.z_dim,
+                          generator=torch.Generator().manual_seed(cfg.seed)).to(dev)
     state = Progress()
     if ckpt_path.exists():
         ckpt = load_checkpoint(ckpt_path, kind="vae", map_location=dev)

@@ -104,19 +104,19 @@ def upscale(frame: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(frame), (w, h), interpolation=cv2.INTER_NEAREST)
 
 
-def draw_text(frame: np.ndarray, text: str, org: tuple[int, int] = (4, 4),
+def draw_text(frame: np.ndarray, text: str, org: tuple[int, int] = (3, 3),
               scale: float | None = None, color: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
-    """Draw lines of ``text`` (top-left corner at ``org``) with a dark outline; returns a copy."""
+    """Draw lines of ``text`` (top-left corner at ``org``) on dark boxes; returns a copy."""
     out = np.ascontiguousarray(frame).copy()
-    scale = scale if scale is not None else max(0.3, out.shape[0] / 400)
+    scale = scale if scale is not None else max(0.3, out.shape[0] / 500)
     thickness = max(1, round(scale * 1.5))
-    (_, line_h), baseline = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, scale, thickness)
+    font = cv2.FONT_HERSHEY_SIMPLEX
     x, y = org
     for line in text.split("\n"):
-        y += line_h
-        for col, thick in (((0, 0, 0), thickness + 2), (color, thickness)):
-            cv2.putText(out, line, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, col, thick, cv2.LINE_AA)
-        y += baseline + 2
+        (w, h), baseline = cv2.getTextSize(line, font, scale, thickness)
+        cv2.rectangle(out, (x, y), (x + w + 2, y + h + baseline + 2), (0, 0, 0), cv2.FILLED)
+        cv2.putText(out, line, (x + 1, y + h + 1), font, scale, color, thickness, cv2.LINE_AA)
+        y += h + baseline + 2
     return out
 
 
