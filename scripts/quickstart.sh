@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's main job: install, then train a World Models agent on CarRacing with the
-# `laptop` preset and report its score on 100 official CarRacing-v3 episodes.
+# `laptop` preset and report its score on 100 CarRacing-v3 test tracks.
 # Rerunning resumes where it stopped. Pass extra pipeline options, e.g. --preset debug.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -154,7 +154,7 @@ def test_rerun_with_other_options_is_refused(collected, change):
     with pytest.raises(RunConfigMismatch, match=next(iter(change))):
         collect_rollouts(folder, replace(CFG, **change), ENV, progress=False)
     with pytest.raises(RunConfigMismatch, match="env_id"):
-        collect_rollouts(folder, CFG, replace(ENV, env_id="worldmodels/CarRacingFast-v3"),
+        collect_rollouts(folder, CFG, replace(ENV, env_id="CarRacing-v3"),
                          progress=False)
     assert (folder / MANIFEST).read_bytes() == before
 

@@ -10,6 +10,7 @@ from test_controller import save_controller, save_vae, tiny_world_models
 from worldmodels.checkpoint import CheckpointError, checkpoint_sha256
 from worldmodels.cli import CLIError
 from worldmodels import seeds
+from worldmodels.config import EnvConfig
 
 STEPS = 30
 
@@ -41,7 +42,7 @@ def test_writes_documented_json_deterministically(controller, tmp_path, capsys):
     a, b = json.loads(out_a.read_text()), json.loads(out_b.read_text())
     assert a == b
 
-    assert a["agent"] == "world_models" and a["env_id"] == "CarRacing-v3"
+    assert a["agent"] == "world_models" and a["env_id"] == EnvConfig().env_id
     assert a["seeds"] == seeds.test_seeds(2) and a["max_steps"] == STEPS
     assert len(a["returns"]) == len(a["lengths"]) == 2
     assert all(0 < n <= STEPS for n in a["lengths"])

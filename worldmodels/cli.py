@@ -27,7 +27,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("train-rnn", "worldmodels.train_rnn", "train M, the MDN-RNN, on encoded rollouts"),
     ("dream", "worldmodels.dream_cli", "record or drive the dream of a trained M, decoded through V"),
     ("train-controller", "worldmodels.train_controller", "train C with CMA-ES in the dream or the real env"),
-    ("evaluate", "worldmodels.evaluate", "score an agent (or a baseline policy) on official CarRacing-v3"),
+    ("evaluate", "worldmodels.evaluate", "score an agent (or a baseline policy) on CarRacing-v3 (fast, identical env by default)"),
     ("play", "worldmodels.play", "watch the agent drive: a live window or a side-by-side video"),
     ("pipeline", "worldmodels.pipeline", "run every stage, collect to evaluate, resuming where it stopped"),
     ("bench", "worldmodels.bench", "measure the throughput of every stage side by side"),

@@ -347,7 +347,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "(rerunning with the same options resumes)")
     parser.add_argument("--env-id", default=None,
                         help="gymnasium id of the environment (default: the preset's, "
-                             "CarRacing-v3; worldmodels/CarRacingFast-v3 is identical and faster)")
+                             "worldmodels/CarRacingFast-v3, identical to CarRacing-v3 and "
+                             "faster; CarRacing-v3 for the official class)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
