@@ -30,6 +30,7 @@ COMMANDS: list[tuple[str, str, str]] = [
     ("evaluate", "worldmodels.evaluate", "score an agent (or a baseline policy) on CarRacing-v3 (fast, identical env by default)"),
     ("play", "worldmodels.play", "watch the agent drive: a live window or a side-by-side video"),
     ("pipeline", "worldmodels.pipeline", "run every stage, collect to evaluate, resuming where it stopped"),
+    ("figures", "worldmodels.figures", "draw the README's figures (PNG) from a pipeline run folder"),
     ("bench", "worldmodels.bench", "measure the throughput of every stage side by side"),
 ]
 

@@ -187,16 +187,20 @@ def load_episode(folder: str, index: int) -> dict[str, np.ndarray]:
         raise CLIError(str(e)) from e
 
 
-def open_loop(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDream):
-    ep = load_episode(args.data, args.episode)
-    real, actions = ep["obs"], ep["action"]
-    steps = min(args.steps or len(real) - 1, len(real) - 1)
-    if steps < 1:
-        raise CLIError(f"episode {args.episode} has a single frame; nothing to predict")
+def predict_open_loop(vae: ConvVAE, dream: BatchedDream, real: np.ndarray, actions: np.ndarray,
+                      steps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """M's open-loop prediction of a real episode, decoded through V.
+
+    From V's mean encoding of ``real[0]``, M steps with the episode's own ``actions[:steps]``
+    (never seeing another real frame). Returns the real frames ``real[:steps + 1]``, the
+    predicted frames (same shape; frame 0 is V's reconstruction of the start) and the mean
+    absolute pixel error of each predicted frame (in [0, 1]). ``dream`` should not end
+    episodes (``done_threshold=1.0``), so that it follows the real episode to its end.
+    """
     device = next(vae.parameters()).device
     with torch.inference_mode():
         mu, _ = vae.encode(frames_to_tensor(torch.from_numpy(real[:1]).to(device)))
-    z, _ = dream.reset(1, args.seed, z=mu)
+    z, _ = dream.reset(1, seed, z=mu)
     zs = [z[0]]
     for t in range(steps):
         z, *_ = dream.step(actions[t:t + 1])
@@ -205,6 +209,16 @@ def open_loop(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDream):
     real = real[:steps + 1]
     err = [float(np.mean(np.abs(r.astype(np.float32) - p.astype(np.float32))) / 255)
            for r, p in zip(real, pred)]
+    return real, pred, err
+
+
+def open_loop(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDream):
+    ep = load_episode(args.data, args.episode)
+    real, actions = ep["obs"], ep["action"]
+    steps = min(args.steps or len(real) - 1, len(real) - 1)
+    if steps < 1:
+        raise CLIError(f"episode {args.episode} has a single frame; nothing to predict")
+    real, pred, err = predict_open_loop(vae, dream, real, actions, steps, args.seed)
     print(f"open loop, episode {args.episode}: {steps} steps, mean absolute pixel error "
           f"{np.mean(err):.3f} (first {err[0]:.3f}, last {err[-1]:.3f})")
 

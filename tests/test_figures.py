@@ -1,0 +1,200 @@
+"""`worldmodels figures`: the README's PNGs from a run folder.
+
+The run folder is built in a second: synthetic rollouts (conftest), tiny random V, M and C
+checkpoints (test_controller), scalars.csv files written through the project's Logger and an
+eval/results.json.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from conftest import _write_rollouts
+from test_controller import save_controller, tiny_world_models
+
+from worldmodels import figures
+from worldmodels.cli import main
+from worldmodels.logger import Logger
+from worldmodels.video import upscale
+
+LENGTHS = (30, 25, 40)
+SIZE = 64  # frame side in the test's image grids (--size)
+
+
+def write_scalars(run: Path) -> None:
+    with Logger(run / "tb" / "vae") as log:
+        for step in range(10, 410, 10):
+            log.scalars({"vae/loss": 2000 / step + 30, "vae/recon": 1.0, "vae/kl": 1.0}, step)
+        for step in (200, 400):
+            log.scalar("vae/val_loss", 2000 / step + 35, step)
+    with Logger(run / "tb" / "rnn") as log:
+        for step in range(1, 61):
+            log.scalar("mdnrnn/loss", 1.5 - step / 40 + 0.1 * np.sin(step), step)
+        for step in (30, 60):
+            log.scalar("mdnrnn/val_loss", 1.2 - step / 60, step)
+    with Logger(run / "tb" / "controller") as log:
+        for gen in range(1, 13):
+            log.scalars({"es/fitness_best": 10 * gen, "es/fitness_mean": 6 * gen - 5,
+                         "es/fitness_worst": 2 * gen - 20, "es/sigma": 0.1}, gen)
+            if gen % 4 == 0:
+                log.scalars({"eval/real_return_mean": 8 * gen, "eval/real_return_std": 10.0}, gen)
+
+
+def build_run(root: Path, stages: tuple[str, ...] = ("vae", "rnn", "controller", "eval")) -> Path:
+    """A run folder with rollouts and the given finished stages' outputs."""
+    run = root / "run"
+    _write_rollouts(run / "rollouts", lengths=LENGTHS)
+    vae_src, rnn_src = tiny_world_models(root)
+    vae, rnn = run / "vae" / "vae.pt", run / "rnn" / "mdnrnn.pt"
+    vae.parent.mkdir(parents=True)
+    shutil.copy(vae_src, vae)
+    if "rnn" in stages:
+        rnn.parent.mkdir(parents=True)
+        shutil.copy(rnn_src, rnn)
+    if "controller" in stages:
+        save_controller(run / "controller" / "controller_best.pt", vae, rnn)
+    write_scalars(run)
+    for stage in {"vae", "rnn", "controller"} - set(stages):
+        shutil.rmtree(run / "tb" / stage)
+    if "eval" in stages:
+        (run / "eval").mkdir()
+        (run / "eval" / "results.json").write_text(json.dumps(
+            {"returns": [100.0, 140.0], "summary": {"episodes": 2, "mean": 120.0, "std": 20.0,
+                                                    "min": 100.0, "max": 140.0}}))
+    return run
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory) -> Path:
+    return build_run(tmp_path_factory.mktemp("figures"))
+
+
+def read_png(path: Path) -> np.ndarray:
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert image is not None, f"{path} does not decode"
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def test_all_figures(run_dir, capsys):
+    out = run_dir / "pngs"
+    assert main(["figures", "--run-dir", str(run_dir), "--out", str(out), "--size", str(SIZE),
+                 "--steps", "20", "--every", "5", "--device", "cpu"]) == 0
+    assert sorted(p.name for p in out.iterdir()) == [
+        "dream_strip.png", "learning_curves.png", "reconstruction.png"]  # no temporary files
+    label, gap = figures.LABEL_WIDTH, figures.GAP
+
+    def titles(height: int, rows: int, n_titles: int) -> int:
+        """Lines of title text, given an image's height (titles wrap to the width)."""
+        text = height - rows * SIZE - (rows - 1) * gap - n_titles * 12
+        assert text % figures.TITLE_LINE == 0 and text >= n_titles * figures.TITLE_LINE
+        return text // figures.TITLE_LINE
+
+    def rows_showing(image: np.ndarray, frame: np.ndarray, column: int) -> list[int]:
+        """Top rows y where the panel at (y, column) shows ``frame``, upscaled (its lower-right
+        quarter, clear of the panel's label)."""
+        x, q = label + column * SIZE, SIZE // 2
+        want = upscale(frame, SIZE)[q:, q:]
+        return [y for y in range(image.shape[0] - SIZE + 1)
+                if np.array_equal(image[y + q:y + SIZE, x + q:x + SIZE], want)]
+
+    # reconstruction.png: a title, real frames over reconstructions, 8 columns.
+    recon = read_png(out / "reconstruction.png")
+    assert recon.shape[1:] == (label + 8 * SIZE, 3)
+    lines = titles(recon.shape[0], rows=2, n_titles=1)
+    # The tiny V holds out val_episodes=20 >= 3 episodes, so frames come from all 95 frames;
+    # column 0 is position int(0.5 * 95 / 8) = 5: episode 0, t=5, in the top row.
+    from worldmodels.data import read_shard
+
+    ep0 = read_shard(run_dir / "rollouts" / "ep_000000.npz")["obs"]
+    assert rows_showing(recon, ep0[5], 0) == [lines * figures.TITLE_LINE + 12]
+    assert "drawing from all of them" in capsys.readouterr().out
+
+    # dream_strip.png: t = 0, 5, ..., 20 (5 columns); a titled dream row, then a titled block
+    # of 3 rows (real | M open loop | difference).
+    strip = read_png(out / "dream_strip.png")
+    assert strip.shape[1:] == (label + 5 * SIZE, 3)
+    lines = titles(strip.shape[0], rows=4, n_titles=2)
+    # Episode 0 (30 frames) is the first long enough for 20 steps: its frame 5 is the second
+    # panel of the real row, the first row of the second block.
+    assert rows_showing(strip, ep0[5], 1) == [lines * figures.TITLE_LINE + 2 * 12 + SIZE + gap]
+
+    # learning_curves.png: three 640 x 420 panels with 12-pixel gaps, not blank.
+    curves = read_png(out / "learning_curves.png")
+    assert curves.shape == (420, 3 * 640 + 2 * 12, 3)
+    for i in range(3):
+        plot = curves[:, i * 652:i * 652 + 640]
+        assert (plot < 200).any(axis=2).mean() > 0.01  # text, axes and lines drawn
+    # Colours of the curves: blue (train / ES), orange (validation / real env), green (test).
+    assert (np.abs(curves.astype(int) - figures.ORANGE).sum(axis=2) < 30).sum() > 50
+    assert (np.abs(curves[:, 1304:].astype(int) - figures.GREEN).sum(axis=2) < 30).sum() > 50
+
+
+def test_default_out_and_the_script(run_dir, tmp_path):
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "scripts" / "figures.py"), "--run-dir",
+                           str(run_dir), "--only", "learning_curves"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert (run_dir / "figures" / "learning_curves.png").is_file()
+    assert not (run_dir / "figures" / "reconstruction.png").exists()
+
+
+def test_missing_inputs(tmp_path, capsys):
+    run = build_run(tmp_path, stages=("vae",))
+    out = tmp_path / "pngs"
+    argv = ["figures", "--run-dir", str(run), "--out", str(out), "--size", str(SIZE),
+            "--device", "cpu"]
+    # Without --skip-missing: exit status 2, the missing file named, nothing drawn.
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "worldmodels figures: error: missing" in err and str(run / "rnn" / "mdnrnn.pt") in err
+    assert not out.exists()
+    with pytest.raises(figures.MissingInput, match=r"tb/rnn/scalars\.csv"):
+        figures.check_inputs(run, "learning_curves")
+    # With it: the figures that can be drawn are, the others skipped with a note.
+    assert main(argv + ["--skip-missing"]) == 0
+    printed = capsys.readouterr().out
+    assert "skipping dream_strip.png: missing" in printed and "mdnrnn.pt" in printed
+    assert "leaving out the rnn panel" in printed and "leaving out the controller panel" in printed
+    assert sorted(p.name for p in out.iterdir()) == ["learning_curves.png", "reconstruction.png"]
+    assert read_png(out / "learning_curves.png").shape == (420, 640, 3)  # V's panel only
+    # No rollouts at all: the manifest is named.
+    shutil.rmtree(run / "rollouts")
+    with pytest.raises(figures.MissingInput, match=r"rollouts/manifest\.jsonl"):
+        figures.check_inputs(run, "reconstruction")
+    assert main(["figures", "--run-dir", str(tmp_path / "nope")]) == 2
+    assert "no such folder" in capsys.readouterr().err
+
+
+def test_held_out_and_scalars(tmp_path):
+    entries = [{"index": i} for i in range(5)]
+    assert figures.held_out(entries, 2) == entries[3:]  # the end of the manifest, as train-vae
+    assert figures.held_out(entries, 5) == entries
+    with Logger(tmp_path) as log:
+        log.scalars({"a": 1.0, "b": 5.0}, 2)
+        log.scalar("a", 0.0, 1)
+    with Logger(tmp_path) as log:  # a resumed stage logs step 2 again
+        log.scalar("a", 3.0, 2)
+    scalars = figures.read_scalars(tmp_path / "scalars.csv")
+    np.testing.assert_array_equal(scalars["a"][0], [1, 2])
+    np.testing.assert_array_equal(scalars["a"][1], [0.0, 3.0])  # sorted; the last value wins
+    (tmp_path / "bad.csv").write_text("x,y\n")
+    with pytest.raises(ValueError, match="not a scalars.csv"):
+        figures.read_scalars(tmp_path / "bad.csv")
+
+
+def test_plot_ticks():
+    assert figures.nice_ticks(0, 10, 5) == [0, 2, 4, 6, 8, 10]
+    assert figures.nice_ticks(0.13, 0.91, 4) == pytest.approx([0.2, 0.4, 0.6, 0.8])
+    assert figures.log_ticks(3, 600) == [5, 10, 20, 50, 100, 200, 500]
+    img = figures.line_plot("t", "x", "y", [figures.Series("one point", np.array([3.0]),
+                                                           np.array([1.0]), figures.BLUE)])
+    assert img.shape == (420, 640, 3)
