@@ -106,10 +106,13 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
         ("train-controller", lambda: train_controller(
             paths["vae"], paths["rnn"], run_dir / "controller", preset.controller, preset.env,
             device=device, tb_dir=tb / "controller", progress=progress)),
-        ("evaluate", lambda: evaluate_agent(
-            paths["controller"], episodes=preset.eval.episodes, workers=preset.eval.workers,
-            env_cfg=preset.env, use_mu=preset.eval.use_mu, device=device,
-            out_path=paths["eval"], progress=progress)),
+        # A results.json that already scores this controller is kept: a finished stage is
+        # not redone (it would replay every evaluation episode).
+        ("evaluate", lambda: _finished_evaluation(paths["eval"], paths["controller"], preset)
+            or evaluate_agent(paths["controller"], episodes=preset.eval.episodes,
+                              workers=preset.eval.workers, env_cfg=preset.env,
+                              use_mu=preset.eval.use_mu, device=device,
+                              out_path=paths["eval"], progress=progress)),
     ]
     timings_path = run_dir / "timings.json"
     timings: dict[str, float] = read_json(timings_path) if timings_path.exists() else {}
@@ -120,6 +123,9 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
         result = step()
         timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 1)
         atomic_write_json(timings_path, timings)
+        if name == "train-controller":
+            # controller_best.pt, or controller.pt when C ran no real evaluation (eval_every=0)
+            paths["controller"] = Path(result)
         if name == "evaluate":
             summary = result
         if name == until:
@@ -131,6 +137,29 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
     print(f"  tensorboard --logdir {tb}")
     print("  wall time (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()))
     return summary
+
+
+def _finished_evaluation(results: Path, controller: Path, preset: Preset) -> dict[str, Any] | None:
+    """The results in ``results`` if they already score ``controller`` (same file, by sha256)
+    on the episodes and env ``preset`` asks for, else None (evaluate again)."""
+    from .checkpoint import checkpoint_sha256
+    from .seeds import test_seeds
+
+    if not (results.is_file() and controller.is_file()):
+        return None
+    try:
+        old = read_json(results)
+    except ValueError:  # unreadable: evaluate again (the file is rewritten atomically)
+        return None
+    if not isinstance(old, dict):
+        return None
+    wanted = {"controller_sha256": checkpoint_sha256(controller),
+              "seeds": test_seeds(preset.eval.episodes), "env_id": preset.env.env_id,
+              "max_steps": preset.env.max_steps, "use_mu": preset.eval.use_mu}
+    if any(old.get(key) != value for key, value in wanted.items()):
+        return None
+    print(f"evaluate: {results} already scores this controller; nothing to do")
+    return old
 
 
 def run(args: argparse.Namespace) -> int:
