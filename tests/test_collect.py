@@ -269,7 +269,9 @@ def test_cli(tmp_path, capsys, collect_only):
     assert "unknown policy 'nope'" in capsys.readouterr().err
     assert collect(tmp_path / "y", "--env-id", "Nope-v0") == 2
     assert "unknown environment id 'Nope-v0'" in capsys.readouterr().err
-    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+    assert collect(tmp_path / "z", "--episodes", "0") == 2
+    assert "episodes must be >= 1, got 0" in capsys.readouterr().err
+    assert not any((tmp_path / d).exists() for d in "xyz")
 
 
 def test_cli_help_explains_every_option(capsys, collect_only):

@@ -149,7 +149,7 @@ def _check_config(cfg: CollectConfig, env_cfg: EnvConfig) -> None:
 
     make_policy(cfg.policy, np.random.default_rng(0))  # unknown name: ValueError listing names
     make_env(env_cfg).close()                          # unknown env id: ValueError listing ids
-    for name, low in (("episodes", 0), ("workers", 1), ("max_steps", 1)):
+    for name, low in (("episodes", 1), ("workers", 1), ("max_steps", 1)):
         if getattr(cfg, name) < low:
             raise ValueError(f"{name} must be >= {low}, got {getattr(cfg, name)}")
 

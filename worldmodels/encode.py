@@ -30,7 +30,7 @@ from tqdm import tqdm
 from .checkpoint import checkpoint_sha256
 from .cli import add_device_argument
 from .data import ShardError, append_manifest, read_manifest, write_shard
-from .runs import mark_done, start_run
+from .runs import is_done, mark_done, start_run
 from .train_vae import read_episode
 from .utils import read_json, resolve_device
 from .vae import ConvVAE, frames_to_tensor, load_vae
@@ -106,6 +106,13 @@ def encode_rollouts(data_dir: str | os.PathLike, vae_path: str | os.PathLike,
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, not {batch_size}")
     data_dir, vae_path, out_dir = Path(data_dir), Path(vae_path), Path(out_dir)
+    # Inputs are checked before OUT is created, so a mistyped path leaves nothing behind.
+    if not data_dir.is_dir():
+        raise ShardError(f"data folder not found: {data_dir}")
+    entries = read_manifest(data_dir)
+    if not entries:
+        raise ShardError(f"{data_dir} has no finished episodes "
+                         "(manifest.jsonl is missing or empty)")
     dev = resolve_device(device)
     vae, _ = load_vae(vae_path, dev)
     record = {"vae_path": str(vae_path.resolve()), "vae_sha256": checkpoint_sha256(vae_path),
@@ -117,17 +124,13 @@ def encode_rollouts(data_dir: str | os.PathLike, vae_path: str | os.PathLike,
             record["vae_path"] = old["vae_path"]
     start_run(out_dir, record, stage="encode", filename=ENCODE_JSON)
 
-    if not data_dir.is_dir():
-        raise ShardError(f"data folder not found: {data_dir}")
-    entries = read_manifest(data_dir)
-    if not entries:
-        raise ShardError(f"{data_dir} has no finished episodes "
-                         "(manifest.jsonl is missing or empty)")
     encoded = {e["index"] for e in read_manifest(out_dir) if (out_dir / e["file"]).is_file()}
     todo = [e for e in entries if e["index"] not in encoded]
-    if not todo:
+    if not todo and is_done(out_dir):
+        # Finished before: keep done.json's figures of the run that did the work.
         print(f"encode: all {len(entries)} episodes of {data_dir} are already encoded in {out_dir}")
-    else:
+        return out_dir
+    if todo:
         print(f"encode: {len(todo)} of {len(entries)} episodes to encode"
               + (f" ({len(encoded)} already done)" if encoded else ""))
 

@@ -86,7 +86,11 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_json(run_dir / "preset.json", to_dict(preset))
+    # preset.json describes the run: written at once for a new run, and otherwise when a run
+    # went through (a rerun with options a stage refuses leaves it as it was).
+    preset_path = run_dir / "preset.json"
+    if not preset_path.exists():
+        atomic_write_json(preset_path, to_dict(preset))
     tb = run_dir / "tb"
     paths = {
         "rollouts": run_dir / "rollouts", "vae": run_dir / "vae" / "vae.pt",
@@ -130,6 +134,7 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
             summary = result
         if name == until:
             break
+    atomic_write_json(preset_path, to_dict(preset))
     print(f"\nrun folder: {run_dir}")
     for key, path in paths.items():
         if path.exists():

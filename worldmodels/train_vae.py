@@ -354,6 +354,8 @@ def train_vae(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: VAEC
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     ckpt_path = out_dir / CHECKPOINT
+    if not data_dir.is_dir():  # before OUT is created: a mistyped path leaves nothing behind
+        raise ShardError(f"data folder not found: {data_dir}")
     start_run(out_dir, asdict(cfg), stage="train-vae")
     if is_done(out_dir):
         print(f"train-vae: {out_dir} is already finished ({_describe(read_done(out_dir))}); "
