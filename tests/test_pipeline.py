@@ -230,6 +230,9 @@ def test_pipeline_resumes_after_an_interruption_and_a_finished_one_redoes_nothin
     assert run_pipeline(run, preset, device="cpu", progress=False) == summary
     out = capsys.readouterr().out
     assert "already done" in out and "already scores this controller" in out
+    s = summary["summary"]
+    assert (f"score: world_models on {preset.env.env_id}, {s['episodes']} episodes: "
+            f"mean {s['mean']:.1f} +- {s['std']:.1f}") in out       # the main job reports it
     assert snapshot(run) == finished
 
     # 5. More evaluation episodes: only the evaluation is redone; same tracks, same returns.

@@ -296,9 +296,14 @@ def run(args: argparse.Namespace) -> int:
         args.controller, args.vae, args.rnn, policy=args.policy, episodes=eval_cfg.episodes,
         workers=eval_cfg.workers, env_cfg=env_cfg, use_mu=args.use_mu,
         device=str(resolve_device(args.device)), out_path=args.out, progress=not args.no_progress)
+    print(f"{describe(result)}. Results: {args.out}")
+    return 0
+
+
+def describe(result: dict[str, Any]) -> str:
+    """One line for a results dict: agent, env, mean +- std, min, max, and the 900 verdict."""
     s = result["summary"]
     verdict = "meets" if s["solved"] else "does not meet"
-    print(f"{result['agent']} on {env_cfg.env_id}, {s['episodes']} episodes: "
-          f"mean {s['mean']:.1f} +- {s['std']:.1f} (min {s['min']:.1f}, max {s['max']:.1f}); "
-          f"{verdict} the {SOLVED_THRESHOLD:.0f} threshold. Results: {args.out}")
-    return 0
+    return (f"{result['agent']} on {result['env_id']}, {s['episodes']} episodes: "
+            f"mean {s['mean']:.1f} +- {s['std']:.1f} (min {s['min']:.1f}, max {s['max']:.1f}); "
+            f"{verdict} the {SOLVED_THRESHOLD:.0f} threshold")

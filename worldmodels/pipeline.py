@@ -79,7 +79,7 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
     """Run (or resume) every stage; returns the evaluation summary (or {} if stopped early)."""
     from .collect import collect_rollouts
     from .encode import encode_rollouts
-    from .evaluate import evaluate_agent
+    from .evaluate import describe, evaluate_agent
     from .train_controller import train_controller
     from .train_rnn import train_rnn
     from .train_vae import train_vae
@@ -141,6 +141,8 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
             print(f"  {key:<11} {path}")
     print(f"  tensorboard --logdir {tb}")
     print("  wall time (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()))
+    if summary:
+        print(f"\nscore: {describe(summary)}")
     return summary
 
 
