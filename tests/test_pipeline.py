@@ -53,7 +53,8 @@ class Run:
 def debug_run(tmp_path_factory) -> Run:
     """The ``debug`` preset, every stage, on the real (fast) CarRacing."""
     folder = tmp_path_factory.mktemp("debug") / "run"
-    return Run(folder, run_pipeline(folder, get_preset("debug"), device="cpu", progress=False))
+    # device "auto", the command's default: every stage must resolve it (to the CPU in CI)
+    return Run(folder, run_pipeline(folder, get_preset("debug"), device="auto", progress=False))
 
 
 def csv_rows(path: Path) -> list[dict]:

@@ -135,7 +135,7 @@ class EpisodeRunner:
         self.spec = {"env": asdict(env_cfg), "policy": policy, "use_mu": bool(use_mu),
                      "vae_path": str(vae_path) if vae_path else None,
                      "mdnrnn_path": str(mdnrnn_path) if mdnrnn_path else None,
-                     "device": str(device)}
+                     "device": str(resolve_device(str(device)))}  # "auto" resolved here, once
         self.workers = max(1, int(workers))
         self._local: _Worker | None = None
         self._pool = None
@@ -177,9 +177,9 @@ class EpisodeRunner:
             yield from results
         except BrokenProcessPool as e:
             raise RuntimeError(
-                "a real-env worker process died or failed to start (its error is printed "
-                "above). A script that calls this must guard its entry point with "
-                "`if __name__ == \"__main__\":` (workers are spawned).") from e
+                "a real-env worker process died or failed to start; its error is printed "
+                "above (workers are spawned: a script that starts them needs an "
+                "`if __name__ == \"__main__\":` guard)") from e
 
     def close(self, cancel: bool = False) -> None:
         if self._pool is not None:
