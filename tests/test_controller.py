@@ -224,3 +224,27 @@ def test_train_in_real_env(models, tmp_path):
     assert fitness.shape == (1, 3) and torch.isfinite(fitness).all()
     assert not (out / "controller_best.pt").exists()
     assert runs.read_done(out)["controller_best"] is None
+
+
+def test_real_mode_training_episodes_stop_at_real_max_steps(models, tmp_path, monkeypatch):
+    from worldmodels import train_controller
+    from worldmodels.evaluate import EpisodeRunner
+
+    seen = []  # (the runner's env step limit, episode lengths) of every batch of episodes
+    real_run = EpisodeRunner.run
+
+    def recording_run(self, tasks, **kwargs):
+        returns, lengths = real_run(self, tasks, **kwargs)
+        seen.append((self.spec["env"]["max_steps"], sorted(set(lengths.tolist()))))
+        return returns, lengths
+
+    monkeypatch.setattr(EpisodeRunner, "run", recording_run)
+    vae, rnn = models
+    train_controller.run(train_args(vae, rnn, tmp_path / "real", "--mode", "real",
+                                    "--generations", "2", "--popsize", "3",
+                                    "--rollouts-per-candidate", "1", "--real-max-steps", "6",
+                                    "--eval-every", "1"))
+    # per generation: the candidates' 6-step episodes, then the CMA mean's full 15 steps
+    assert seen == [(6, [6]), (15, [15])] * 2
+    with pytest.raises(ValueError, match="real_max_steps must be >= 0"):
+        train_controller.run(train_args(vae, rnn, tmp_path / "bad", "--real-max-steps", "-1"))

@@ -130,6 +130,8 @@ class ControllerConfig:
     """Dream temperature tau: mixture logits / tau, Gaussian std * sqrt(tau)."""
     dream_max_steps: int = 1000
     """Dream episode length limit."""
+    real_max_steps: int = 0
+    """If > 0, real-mode training episodes stop after this many steps (periodic evaluations still run the env's full length)."""
     done_threshold: float = 0.5
     """A dream step is terminal when the done probability exceeds this (sampled if ``sample_done``)."""
     sample_done: bool = False
@@ -189,8 +191,12 @@ PRESETS: dict[str, Preset] = {
         collect=CollectConfig(episodes=200, workers=2, max_steps=1000),
         vae=VAEConfig(epochs=3, val_episodes=8, lr=1e-3),
         rnn=MDNRNNConfig(seq_len=100, batch_size=64, epochs=20, val_episodes=8),
+        # C in the real env, as the paper trains CarRacing's C: a dream of an M learnt from
+        # 200 random episodes is exploited by C (README, "Results"). Half-length training
+        # episodes and one track per candidate keep a generation near 20 s on 2 cores.
         controller=ControllerConfig(
-            popsize=32, rollouts_per_candidate=8, generations=60, eval_every=20, eval_episodes=4,
+            mode="real", popsize=16, rollouts_per_candidate=1, generations=50,
+            real_max_steps=500, eval_every=10, eval_episodes=4,
         ),
         eval=EvalConfig(episodes=100),
     ),

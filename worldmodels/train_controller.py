@@ -6,7 +6,8 @@
   mean is scored in the same dreams and logged as ``dream/return_mean``.
 - ``--mode real``: candidates drive the real env (``--env-id``) in parallel worker processes;
   rollout r of generation g runs on training track ``derive_seed(seed, g, r)`` for every
-  candidate. This is the paper's protocol for CarRacing, for machines with many cores.
+  candidate (cut at ``real_max_steps`` when that is set). This is the paper's protocol for
+  CarRacing; the ``laptop`` preset uses it.
 
 Fitness is the mean return over ``rollouts_per_candidate`` rollouts. Every ``eval_every``
 generations (and after the last) the CMA mean drives the real env on the validation tracks
@@ -25,7 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,12 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
     # Real-env episodes run on CPU: batch-1 inference of V, M and C gains nothing from a GPU.
     runner = EpisodeRunner(env_cfg, vae_path=vae_path, mdnrnn_path=mdnrnn_path,
                            use_mu=cfg.use_mu, device="cpu", workers=cfg.workers)
+    # Real-mode candidates may drive shorter episodes than the evaluations: their own runner.
+    train_runner = runner
+    if dream is None and 0 < cfg.real_max_steps < env_cfg.max_steps:
+        train_runner = EpisodeRunner(replace(env_cfg, max_steps=cfg.real_max_steps),
+                                     vae_path=vae_path, mdnrnn_path=mdnrnn_path,
+                                     use_mu=cfg.use_mu, device="cpu", workers=cfg.workers)
     logger = Logger(tb_dir if tb_dir is not None else out / "tb", echo=not progress)
     bar = tqdm(total=cfg.generations, initial=es.generation, desc="train-controller",
                unit="gen", disable=not progress)
@@ -126,7 +133,7 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
                 scalars["dream/return_mean"] = float(returns[-1].mean())
             else:
                 tracks = [derive_seed(cfg.seed, g, r) for r in range(cfg.rollouts_per_candidate)]
-                returns, _ = runner.run([(x, s) for x in solutions for s in tracks])
+                returns, _ = train_runner.run([(x, s) for x in solutions for s in tracks])
                 fitness = returns.reshape(cfg.popsize, -1).mean(1)
             es.tell(fitness)
             scalars.update({"es/fitness_best": fitness.max(), "es/fitness_mean": fitness.mean(),
@@ -162,12 +169,14 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
         logger.hparams({"controller": asdict(cfg), "env": asdict(env_cfg)}, metrics)
         runs.mark_done(out, summary)
     except BaseException:
-        runner.close(cancel=True)  # a crash or Ctrl-C: drop queued episodes
+        for r in {runner, train_runner}:
+            r.close(cancel=True)  # a crash or Ctrl-C: drop queued episodes
         raise
     finally:
         bar.close()
         logger.close()
-        runner.close()
+        for r in {runner, train_runner}:
+            r.close()
     return best if best.exists() else latest
 
 
@@ -176,6 +185,8 @@ def _check_config(cfg: ControllerConfig) -> None:
         raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
     if cfg.popsize < 2 or cfg.rollouts_per_candidate < 1 or cfg.generations < 0:
         raise ValueError("need popsize >= 2, rollouts_per_candidate >= 1 and generations >= 0")
+    if cfg.real_max_steps < 0:
+        raise ValueError(f"real_max_steps must be >= 0, got {cfg.real_max_steps}")
     if cfg.eval_every > 0 and cfg.eval_episodes < 1:
         raise ValueError("eval_episodes must be >= 1 when eval_every > 0")
 
