@@ -94,3 +94,41 @@ def test_controller_or_policy_not_both(controller, tmp_path):
         evaluate.run(evaluate_args("--controller", str(controller), "--policy", "random"))
     with pytest.raises(CLIError):
         evaluate.run(evaluate_args())
+
+
+def test_kill_stops_the_worker_processes_and_writes_nothing(tmp_path):
+    """`kill PID` (SIGTERM, which reaches the parent only) ends the command like Ctrl-C:
+    exit 130, the spawned workers gone, no results file."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "results.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worldmodels.cli", "evaluate", "--policy", "random",
+         "--episodes", "40", "--workers", "2", "--max-steps", "300", "--no-progress",
+         "--out", str(out)],
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if len(children.read_text().split()) >= 2:   # the two workers are up
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.stderr.read().decode()
+    time.sleep(1.0)                                    # episodes under way
+    os.kill(proc.pid, signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and b"interrupted; rerun" in stderr, stderr.decode()
+    for _ in range(200):
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        os.killpg(proc.pid, signal.SIGKILL)
+        pytest.fail("worker processes survived SIGTERM")
+    assert not out.exists()

@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import signal
 import sys
+import threading
 from typing import Any, Sequence, TypeVar
 
 from . import __version__
@@ -102,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # `kill` (SIGTERM) gets the clean stop of Ctrl-C: checkpoints kept, worker processes
+    # ended, no temporary files left (the default action would orphan the workers).
+    in_main = threading.current_thread() is threading.main_thread()
+    old_handler = signal.signal(signal.SIGTERM, raise_interrupt) if in_main else None
     try:
         result: Any = args._run(args)
     except KeyboardInterrupt:
@@ -111,7 +117,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             FloatingPointError) as e:
         print(f"worldmodels {args.command}: error: {e}", file=sys.stderr)
         return 2
+    finally:
+        if in_main:
+            signal.signal(signal.SIGTERM, old_handler)
     return int(result or 0)
+
+
+def raise_interrupt(signum, frame):
+    """A signal handler that turns the signal into KeyboardInterrupt."""
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -37,7 +37,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .cli import (CLIError, add_config_arguments, add_preset_argument, config_from_args,
-                  preset_from_args)
+                  preset_from_args, raise_interrupt)
 from .config import CollectConfig, EnvConfig, to_dict
 from .data import (MANIFEST, ShardError, append_manifest, read_manifest, read_shard, shard_name,
                    write_shard)
@@ -282,10 +282,6 @@ def _collect_in_pool(todo: list[int], out: Path, cfg: CollectConfig, env_cfg: En
         pool.join()
 
 
-def _raise_interrupt(signum, frame):
-    raise KeyboardInterrupt
-
-
 def collect_rollouts(out_dir: str | Path, cfg: CollectConfig, env_cfg: EnvConfig,
                      progress: bool = True) -> list[dict]:
     """Collect episodes ``0 .. cfg.episodes - 1`` into ``out_dir``, resuming what is there.
@@ -302,7 +298,7 @@ def collect_rollouts(out_dir: str | Path, cfg: CollectConfig, env_cfg: EnvConfig
         bar = _Progress(cfg.episodes, cfg.episodes - len(todo), progress)
         # `kill` (SIGTERM) gets the clean stop of Ctrl-C: workers ended, no temp files left.
         in_main = threading.current_thread() is threading.main_thread()
-        old_handler = signal.signal(signal.SIGTERM, _raise_interrupt) if in_main else None
+        old_handler = signal.signal(signal.SIGTERM, raise_interrupt) if in_main else None
         try:
             if todo:
                 one = min(cfg.workers, len(todo)) == 1
