@@ -57,3 +57,20 @@ def make_rollouts():
 def tiny_rollouts(tmp_path: Path) -> Path:
     """A rollout folder with 3 synthetic episodes (12, 9, 15 steps) and its manifest."""
     return _write_rollouts(tmp_path / "rollouts")
+
+
+def assert_process_group_ends(pgid: int, what: str, seconds: float = 20.0) -> None:
+    """Wait for every process of group ``pgid`` (a command and its workers) to exit; kill
+    the survivors and fail, naming ``what`` stopped them, if they outlive ``seconds``."""
+    import signal
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    os.killpg(pgid, signal.SIGKILL)
+    pytest.fail(f"worker processes survived {what}")

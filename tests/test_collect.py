@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import assert_process_group_ends
 
 from worldmodels import cli
 from worldmodels.agents import make_policy
@@ -222,15 +223,7 @@ def test_interrupt_stops_workers_and_leaves_no_partial_files(tmp_path, how):
         os.kill(proc.pid, signal.SIGTERM)   # `kill PID` reaches the parent only
     _, stderr = proc.communicate(timeout=30)
     assert b"KeyboardInterrupt" in stderr
-    for _ in range(50):  # the workers are gone too
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail(f"worker processes survived {how}")
+    assert_process_group_ends(proc.pid, how, seconds=5)  # the workers are gone too
     done = read_manifest(out)
     assert 1 <= len(done) < cfg.episodes and not is_done(out)
     assert list(out.glob(".*")) == []

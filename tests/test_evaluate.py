@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import assert_process_group_ends
 from test_controller import save_controller, save_vae, tiny_world_models
 from worldmodels.checkpoint import CheckpointError, checkpoint_sha256
 from worldmodels.cli import CLIError
@@ -122,13 +123,5 @@ def test_kill_stops_the_worker_processes_and_writes_nothing(tmp_path):
     os.kill(proc.pid, signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130 and b"interrupted; rerun" in stderr, stderr.decode()
-    for _ in range(200):
-        try:
-            os.killpg(proc.pid, 0)
-        except ProcessLookupError:
-            break
-        time.sleep(0.1)
-    else:
-        os.killpg(proc.pid, signal.SIGKILL)
-        pytest.fail("worker processes survived SIGTERM")
+    assert_process_group_ends(proc.pid, "SIGTERM")
     assert not out.exists()
