@@ -745,7 +745,9 @@ def es_plot(scalars: dict[str, tuple[np.ndarray, np.ndarray]], path: Path,
         s = results["summary"]
         series.append(Series(f"test: {s['mean']:.0f} +/- {s['std']:.0f} ({s['episodes']} episodes)",
                              np.zeros(1), np.array([float(s["mean"])]), GREEN, style="hline"))
-    return line_plot("C: CMA-ES fitness = mean dream return", "generation", "return", series,
+    # Only dream-mode training logs dream/return_mean; real-mode fitness is real returns.
+    where = "dream" if "dream/return_mean" in scalars else "real-env"
+    return line_plot(f"C: CMA-ES fitness = mean {where} return", "generation", "return", series,
                      bands=[Band(x[:n], worst[:n], best[:n], BLUE)], log_y=False)
 
 
