@@ -31,6 +31,7 @@ from worldmodels.checkpoint import checkpoint_sha256, load_checkpoint
 from worldmodels.cli import CLIError, main
 from worldmodels.config import EnvConfig, get_preset, to_dict
 from worldmodels.data import read_manifest
+from worldmodels.play import caption_height
 from worldmodels.pipeline import STAGES, run_pipeline
 from worldmodels.runs import RunConfigMismatch
 from worldmodels.utils import read_json
@@ -268,7 +269,8 @@ def test_play_records_three_panels_one_frame_per_step(debug_run, tmp_path, capsy
     assert f"in {steps} steps" in capsys.readouterr().out
 
     frames = read_video_frames(out)
-    assert frames.shape == (steps, size, 3 * size, 3)   # hstack_panels: 3 square panels
+    # hstack_panels: 3 square panels, over the caption bar
+    assert frames.shape == (steps, size + caption_height(size), 3 * size, 3)
     if ext == ".gif":
         with Image.open(out) as im:
             assert im.info["duration"] == round(1000 / fps)
@@ -279,14 +281,15 @@ def test_play_records_three_panels_one_frame_per_step(debug_run, tmp_path, capsy
         finally:
             cap.release()
 
-    # Panel 1 of frame 0 is the real first frame of the track (away from the drawn text);
-    # panels 2 and 3 (V's reconstruction, M's prediction) are other images.
+    # Panel 1 of frame 0 is the real first frame of the track, down to its bottom row (the
+    # car and the dashboard: no text over them); panels 2 and 3 (V's reconstruction, M's
+    # prediction) are other images.
     env = make_env(EnvConfig(max_steps=steps))
     try:
         _, info = env.reset(seed=seeds.TEST_START)
     finally:
         env.close()
-    rows = slice(size // 4, size // 2 + 8)
+    rows = slice(size // 4, size)
     real = upscale(info["raw_frame"], size)[rows].astype(np.int16)
     panels = [frames[0, rows, i * size:(i + 1) * size].astype(np.int16) for i in range(3)]
     assert np.abs(panels[0] - real).mean() < 6

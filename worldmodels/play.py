@@ -3,7 +3,7 @@
 ``--render human`` opens CarRacing's own window (a desktop or a virtual display such as Xvfb;
 a clear error when there is none). ``--record out.mp4`` (or ``.gif``) writes a side-by-side
 video, one frame per env step: the real frame, V's reconstruction of it, and M's prediction
-of the next frame decoded through V, with the action and the running return drawn on it.
+of the next frame decoded through V, above a bar with the action and the running return.
 
 Examples::
 
@@ -49,13 +49,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_device_argument(parser)
 
 
+def caption_height(size: int) -> int:
+    """Rows of the caption bar under the panels of a ``size``-pixel video."""
+    return max(28, size // 4)
+
+
 def video_frame(raw: np.ndarray, recon: np.ndarray, pred: np.ndarray, action: np.ndarray,
                 ep_return: float, step: int, size: int) -> np.ndarray:
-    """One video frame: three labelled panels, actions and return drawn on the first."""
+    """One video frame: three labelled panels, over a bar with the step, return and action
+    (a bar of its own, so that the text never hides the car)."""
     caption = (f"t={step}  return {ep_return:7.1f}\n"
                f"steer {action[0]:+.2f} gas {action[1]:.2f} brake {action[2]:.2f}")
     panels = hstack_panels([raw, recon, pred], PANEL_LABELS, size=size)
-    return draw_text(panels, caption, org=(4, size - 2 * max(10, size // 12) - 8), scale=size / 400)
+    bar = np.zeros((caption_height(size), panels.shape[1], 3), np.uint8)
+    return np.concatenate([panels, draw_text(bar, caption, scale=size / 400)], axis=0)
 
 
 def play(controller: Path, vae: Path | None = None, rnn: Path | None = None,
