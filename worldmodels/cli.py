@@ -8,12 +8,13 @@ docstring as help) through :func:`add_config_arguments`; a ``--preset`` gives th
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import importlib
 import signal
 import sys
 import threading
-from typing import Any, Sequence, TypeVar
+from typing import Any, Iterator, Sequence, TypeVar
 
 from . import __version__
 from .checkpoint import CheckpointError
@@ -104,12 +105,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    # `kill` (SIGTERM) gets the clean stop of Ctrl-C: checkpoints kept, worker processes
-    # ended, no temporary files left (the default action would orphan the workers).
-    in_main = threading.current_thread() is threading.main_thread()
-    old_handler = signal.signal(signal.SIGTERM, raise_interrupt) if in_main else None
     try:
-        result: Any = args._run(args)
+        with sigterm_as_interrupt():
+            result: Any = args._run(args)
     except KeyboardInterrupt:
         print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
         return 130
@@ -117,14 +115,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             FloatingPointError) as e:
         print(f"worldmodels {args.command}: error: {e}", file=sys.stderr)
         return 2
-    finally:
-        if in_main:
-            signal.signal(signal.SIGTERM, old_handler)
     return int(result or 0)
 
 
-def raise_interrupt(signum, frame):
-    """A signal handler that turns the signal into KeyboardInterrupt."""
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, `kill` (SIGTERM) gets the clean stop of Ctrl-C: KeyboardInterrupt,
+    so checkpoints are kept, worker processes ended and temporary files removed (the default
+    action would orphan the workers). Only the main thread can set a signal handler; in
+    another thread the block runs as it is."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old_handler = signal.signal(signal.SIGTERM, _raise_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old_handler)
+
+
+def _raise_interrupt(signum, frame):
     raise KeyboardInterrupt
 
 

@@ -26,7 +26,6 @@ import fcntl
 import multiprocessing as mp
 import re
 import signal
-import threading
 import time
 import warnings
 from dataclasses import replace
@@ -37,7 +36,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .cli import (CLIError, add_config_arguments, add_preset_argument, config_from_args,
-                  preset_from_args, raise_interrupt)
+                  preset_from_args, sigterm_as_interrupt)
 from .config import CollectConfig, EnvConfig, to_dict
 from .data import (MANIFEST, ShardError, append_manifest, read_manifest, read_shard, shard_name,
                    write_shard)
@@ -296,17 +295,15 @@ def collect_rollouts(out_dir: str | Path, cfg: CollectConfig, env_cfg: EnvConfig
     with _locked(out):
         todo = _prepare_folder(out, cfg)
         bar = _Progress(cfg.episodes, cfg.episodes - len(todo), progress)
-        # `kill` (SIGTERM) gets the clean stop of Ctrl-C: workers ended, no temp files left.
-        in_main = threading.current_thread() is threading.main_thread()
-        old_handler = signal.signal(signal.SIGTERM, raise_interrupt) if in_main else None
+        # Also when called from Python rather than the command line.
         try:
-            if todo:
-                one = min(cfg.workers, len(todo)) == 1
-                (_collect_in_process if one else _collect_in_pool)(todo, out, cfg, env_cfg, bar)
-                bar.set_steps(bar.steps, force=True)
+            with sigterm_as_interrupt():
+                if todo:
+                    one = min(cfg.workers, len(todo)) == 1
+                    (_collect_in_process if one else _collect_in_pool)(todo, out, cfg, env_cfg,
+                                                                      bar)
+                    bar.set_steps(bar.steps, force=True)
         finally:
-            if in_main:
-                signal.signal(signal.SIGTERM, old_handler)
             bar.close()
             _remove_temp_files(out)
 

@@ -123,7 +123,7 @@ class BatchedDream:
     # ----------------------------------------------------------------------------- weights
 
     def _pack(self, m: MDNRNN) -> None:
-        Z, H, A, K = self.z_dim, self.hidden_size, self.action_dim, self.n_gaussians
+        Z, H, K = self.z_dim, self.hidden_size, self.n_gaussians
         with torch.no_grad():
             w_ih = m.lstm.weight_ih_l0.detach().float().cpu()
             w_hh = m.lstm.weight_hh_l0.detach().float().cpu()
