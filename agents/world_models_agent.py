@@ -28,6 +28,9 @@ from worldmodels.controller import Controller
 from worldmodels.mdnrnn import MDNRNN, load_mdnrnn, sample_z
 from worldmodels.vae import ConvVAE, frames_to_tensor, load_vae, tensor_to_frames
 
+ACTION_LOW_T = torch.tensor([-1.0, 0.0, 0.0])
+ACTION_HIGH_T = torch.tensor([1.0, 1.0, 1.0])
+
 
 class WorldModelsAgent:
     def __init__(self, vae: ConvVAE, mdnrnn: MDNRNN, controller: Controller,
@@ -85,13 +88,20 @@ class WorldModelsAgent:
         self.last = {}
 
     @torch.no_grad()
-    def act(self, obs: np.ndarray) -> np.ndarray:
-        """A processed frame (64 x 64 x 3 uint8) -> action float32 (3,): steer, gas, brake."""
+    def act(self, obs: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+        """A processed frame (64 x 64 x 3 uint8) -> action float32 (3,): steer, gas, brake.
+
+        ``noise`` (3,) is added to C's action, which is then clipped to the action space;
+        M steps on the action actually taken.
+        """
         frame = torch.from_numpy(np.ascontiguousarray(obs)).to(self.device).unsqueeze(0)
         mu, logvar = self.vae.encode(frames_to_tensor(frame))
         z = mu if self.use_mu else ConvVAE.reparameterize(mu, logvar, self.generator)
         h = self.state[0][0]
         action = self.controller(z, h)
+        if noise is not None:
+            action = (action + torch.as_tensor(noise, dtype=action.dtype, device=self.device)
+                      ).clamp(ACTION_LOW_T.to(self.device), ACTION_HIGH_T.to(self.device))
         out, _, self.state = self.mdnrnn.step(z, action, self.state)
         self.last = {"mu": mu, "logvar": logvar, "z": z, "h": h, "action": action,
                      "next_z": sample_z(out, tau=0.0)}
@@ -114,6 +124,24 @@ class WorldModelsAgent:
         if key not in self.last:
             raise RuntimeError("the agent has not acted since its last reset")
         return self.last[key]
+
+
+class NoisyAgentPolicy:
+    """The agent as a data-collection policy (``worldmodels collect --policy agent``).
+
+    Each step adds N(0, ``noise``^2) to C's action (then clips it), so the data also shows
+    what happens near C's choices; z-sampling and noise both draw from ``rng``.
+    """
+
+    def __init__(self, agent: WorldModelsAgent, rng: np.random.Generator, noise: float):
+        self.agent, self.rng, self.noise = agent, rng, float(noise)
+
+    def reset(self) -> None:
+        self.agent.reset(int(self.rng.integers(2**31)))
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        noise = self.rng.normal(0.0, self.noise, 3) if self.noise > 0 else None
+        return self.agent.act(obs, noise)
 
 
 def load_controller(path: str | os.PathLike) -> tuple[Controller, dict]:

@@ -7,3 +7,8 @@ environment and ``worldmodels.es`` trains C with CMA-ES. Environments live in
 """
 
 __version__ = "0.1.0"
+
+# gymnasium's convention (as with ale_py): importing the package registers its envs, so
+# `import worldmodels; gym.make("worldmodels/CarRacingFast-v3")` and
+# `gym.register_envs(worldmodels)` work.
+from . import envs as envs  # noqa: E402

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import fcntl
+import functools
 import multiprocessing as mp
 import re
 import signal
@@ -46,6 +47,7 @@ from .utils import sha256_file
 
 RUN_FILE = "collect.json"
 _POLICY_STREAM = 1  # extra seed key, so the policy's numbers differ from the track's
+_MIX_STREAM = 2     # extra seed key of the per-episode choice agent / brownian
 _SHARD_RE = re.compile(r"ep_(\d+)\.npz")
 _TEMP_GLOB = ".ep_*.npz.*.tmp"  # what utils.atomic_write leaves behind when killed
 
@@ -55,14 +57,43 @@ def episode_seeds(base_seed: int, index: int) -> tuple[int, int]:
     return derive_seed(base_seed, index), derive_seed(base_seed, index, _POLICY_STREAM)
 
 
+def episode_policy(index: int, cfg: CollectConfig) -> str:
+    """The policy that drives episode ``index``: ``cfg.policy``, or for ``agent`` with a
+    ``brownian_share``, ``brownian`` for that share of episodes (drawn from the index)."""
+    if cfg.policy == "agent" and cfg.brownian_share > 0:
+        u = np.random.default_rng(derive_seed(cfg.seed, index, _MIX_STREAM)).random()
+        if u < cfg.brownian_share:
+            return "brownian"
+    return cfg.policy
+
+
+@functools.lru_cache(maxsize=2)
+def _load_agent(controller: str):
+    from worldmodels.agents.world_models_agent import WorldModelsAgent
+
+    return WorldModelsAgent.from_checkpoints(controller)
+
+
+def make_episode_policy(index: int, cfg: CollectConfig):
+    """The policy object of episode ``index``, seeded from the episode alone."""
+    from worldmodels.agents import make_policy
+
+    rng = np.random.default_rng(episode_seeds(cfg.seed, index)[1])
+    name = episode_policy(index, cfg)
+    if name != "agent":
+        return make_policy(name, rng)
+    from worldmodels.agents.world_models_agent import NoisyAgentPolicy
+
+    return NoisyAgentPolicy(_load_agent(str(cfg.controller)), rng, cfg.action_noise)
+
+
 def run_episode(index: int, cfg: CollectConfig, env_cfg: EnvConfig,
                 on_step: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
     """Play episode ``index`` and return its arrays (the rollout shard schema)."""
-    from worldmodels.agents import make_policy
     from worldmodels.envs import make_env
 
-    env_seed, policy_seed = episode_seeds(cfg.seed, index)
-    policy = make_policy(cfg.policy, np.random.default_rng(policy_seed))
+    env_seed = episode_seeds(cfg.seed, index)[0]
+    policy = make_episode_policy(index, cfg)
     env = make_env(env_cfg)
     frames, actions, rewards, terminated, truncated = [], [], [], [], []
     try:
@@ -99,8 +130,15 @@ def _manifest_entry(index: int, cfg: CollectConfig, reward: np.ndarray, sha256: 
         "length": int(len(reward)),
         "return": float(np.sum(reward, dtype=np.float64)),
         "sha256": sha256,
-        "policy": cfg.policy,
+        "policy": episode_policy(index, cfg),
+        **({"controller_sha256": _controller_sha256(cfg.controller),
+            "action_noise": cfg.action_noise} if episode_policy(index, cfg) == "agent" else {}),
     }
+
+
+@functools.lru_cache(maxsize=4)
+def _controller_sha256(path: str) -> str:
+    return sha256_file(path)
 
 
 def collect_episode(index: int, out_dir: Path, cfg: CollectConfig, env_cfg: EnvConfig,
@@ -118,6 +156,9 @@ _worker_steps = None  # shared step counter of this worker process (for steps/s)
 
 def _init_worker(counter) -> None:
     global _worker_steps
+    import torch
+
+    torch.set_num_threads(1)  # one process per core; the agent's batch-1 inference gains nothing
     # Ctrl-C reaches the whole process group: the parent alone handles it (and stops us).
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _worker_steps = counter
@@ -137,8 +178,12 @@ def _worker(task: tuple[int, str, CollectConfig, EnvConfig]) -> dict:
 
 def run_config(cfg: CollectConfig, env_cfg: EnvConfig) -> dict:
     """What ``collect.json`` records: every option that changes the data."""
-    return {"policy": cfg.policy, "seed": cfg.seed, "max_steps": cfg.max_steps,
-            "env": to_dict(env_cfg)}
+    record = {"policy": cfg.policy, "seed": cfg.seed, "max_steps": cfg.max_steps,
+              "env": to_dict(env_cfg)}
+    if cfg.policy == "agent":
+        record.update(controller_sha256=_controller_sha256(cfg.controller),
+                      action_noise=cfg.action_noise, brownian_share=cfg.brownian_share)
+    return record
 
 
 def _check_config(cfg: CollectConfig, env_cfg: EnvConfig) -> None:
@@ -146,7 +191,15 @@ def _check_config(cfg: CollectConfig, env_cfg: EnvConfig) -> None:
     from worldmodels.agents import make_policy
     from worldmodels.envs import make_env
 
-    make_policy(cfg.policy, np.random.default_rng(0))  # unknown name: ValueError listing names
+    if cfg.policy == "agent":
+        if not cfg.controller or not Path(cfg.controller).is_file():
+            raise ValueError(f"policy 'agent' needs --controller C.pt; not a file: {cfg.controller!r}")
+        if not (cfg.action_noise >= 0 and 0 <= cfg.brownian_share <= 1):
+            raise ValueError(f"need action_noise >= 0 and 0 <= brownian_share <= 1, got "
+                             f"{cfg.action_noise} and {cfg.brownian_share}")
+        _load_agent(str(cfg.controller))  # V, M and their hashes checked before any episode
+    else:
+        make_policy(cfg.policy, np.random.default_rng(0))  # unknown name: ValueError listing names
     make_env(env_cfg).close()                          # unknown env id: ValueError listing ids
     for name, low in (("episodes", 1), ("workers", 1), ("max_steps", 1)):
         if getattr(cfg, name) < low:

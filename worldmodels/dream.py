@@ -59,6 +59,8 @@ class _Batch:
     done: torch.Tensor          # B (bool): terminated so far
     alive: torch.Tensor         # B (float): 1 - done
     ret: torch.Tensor           # B: return so far
+    mask: torch.Tensor | None = None  # n x (Z + H + A): dropout mask of each dream (a part = 1)
+    xm: torch.Tensor | None = None    # B x (Z + H + A): the masked LSTM input
     t: int = 0
     any_done: bool = False
 
@@ -73,9 +75,13 @@ class BatchedDream:
 
     def __init__(self, mdnrnn: MDNRNN, initial_mu: torch.Tensor, initial_logvar: torch.Tensor,
                  temperature: float = 1.0, max_steps: int = 1000, done_threshold: float = 0.5,
-                 sample_done: bool = False, device: str | torch.device = "cpu"):
+                 sample_done: bool = False, device: str | torch.device = "cpu",
+                 dropout: float = 0.0):
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.dropout = float(dropout)
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         if not 0.0 <= done_threshold <= 1.0:
@@ -175,12 +181,14 @@ class BatchedDream:
 
     # ----------------------------------------------------------------------------- the step
 
-    def _new_batch(self, batch: int, z0: torch.Tensor) -> _Batch:
+    def _new_batch(self, batch: int, z0: torch.Tensor,
+                   mask: torch.Tensor | None = None) -> _Batch:
         Z, H, A, K = self.z_dim, self.hidden_size, self.action_dim, self.n_gaussians
         dev = self.device
         x = [torch.zeros(batch, Z + H + A, device=dev) for _ in range(2)]
         x[0][:, :Z] = z0
         return _Batch(
+            mask=mask, xm=None if mask is None else torch.empty(batch, Z + H + A, device=dev),
             x=x, c=[torch.zeros(batch, H, device=dev) for _ in range(2)],
             gates=torch.empty(batch, 4 * H, device=dev),
             heads=torch.empty(batch, self._w_heads.shape[1], device=dev),
@@ -203,6 +211,18 @@ class BatchedDream:
         idx = torch.randint(n_init, (n,), generator=generator, device=self.device)
         eps = torch.randn(n, self.z_dim, generator=generator, device=self.device)
         return torch.addcmul(self.initial_mu[idx], self.initial_std[idx], eps)
+
+    def _dropout_mask(self, n: int, generator: torch.Generator | None) -> torch.Tensor | None:
+        """Dropout's Dream Land: each of n dreams gets one mask on the LSTM's inputs z and h,
+        fixed for its whole episode (entries 0 or 1 / (1 - p); the action is never dropped)."""
+        if self.dropout == 0:
+            return None
+        Z, H, A = self.z_dim, self.hidden_size, self.action_dim
+        keep = 1.0 - self.dropout
+        mask = torch.ones(n, Z + H + A, device=self.device)
+        u = torch.rand(n, Z + H, generator=generator, device=self.device)
+        mask[:, :Z + H] = (u < keep).float() / keep
+        return mask
 
     def _noise(self, n: int, generator: torch.Generator | None):
         """One step's noise for n streams: Gumbel (n x K x Z), eps (n x Z), done threshold."""
@@ -233,7 +253,11 @@ class BatchedDream:
         B = x.shape[0]
         n = B // groups
 
-        torch.addmm(self._b_lstm, x, self._w_lstm, out=s.gates)
+        if s.mask is not None:  # one mask per dream, broadcast over the groups
+            torch.mul(x.view(groups, n, -1), s.mask, out=s.xm.view(groups, n, -1))
+            torch.addmm(self._b_lstm, s.xm, self._w_lstm, out=s.gates)
+        else:
+            torch.addmm(self._b_lstm, x, self._w_lstm, out=s.gates)
         s.gates.sigmoid_()
         i, f, o, g = s.gates[:, :H], s.gates[:, H:2 * H], s.gates[:, 2 * H:3 * H], s.gates[:, 3 * H:]
         g.mul_(2).sub_(1)                       # tanh of the g gate (doubled in the weights)
@@ -319,7 +343,7 @@ class BatchedDream:
                 z0 = torch.as_tensor(z, dtype=torch.float32, device=self.device)
                 if z0.shape != (batch, self.z_dim):
                     raise ValueError(f"z must be {batch} x {self.z_dim}, got {tuple(z0.shape)}")
-            self._state = self._new_batch(batch, z0)
+            self._state = self._new_batch(batch, z0, self._dropout_mask(batch, self._generator))
         return self.z, self.h
 
     def step(self, action: torch.Tensor | np.ndarray
@@ -398,7 +422,7 @@ class BatchedDream:
             b = params[:, F * A:].reshape(P, 1, A)
             raw = torch.empty(P, n, A, device=self.device)
             z0 = self._initial_z(n, gen)
-            s = self._new_batch(P * n, z0.repeat(P, 1))
+            s = self._new_batch(P * n, z0.repeat(P, 1), self._dropout_mask(n, gen))
             check_every = 1 if self.device.type == "cpu" else 50
             for t in range(self.max_steps):
                 self._act_controllers(s, w, b, raw)

@@ -37,8 +37,12 @@ class MDNOutput(NamedTuple):
 
 class MDNRNN(nn.Module):
     def __init__(self, z_dim: int = 32, action_dim: int = 3, hidden_size: int = 256,
-                 n_gaussians: int = 5, predict_reward: bool = True, predict_done: bool = True):
+                 n_gaussians: int = 5, predict_reward: bool = True, predict_done: bool = True,
+                 dropout: float = 0.0):
         super().__init__()
+        if not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {dropout}")
+        self.dropout = float(dropout)
         self.z_dim, self.action_dim = z_dim, action_dim
         self.hidden_size, self.n_gaussians = hidden_size, n_gaussians
         self.lstm = nn.LSTM(z_dim + action_dim, hidden_size, batch_first=True)
@@ -67,8 +71,31 @@ class MDNRNN(nn.Module):
         if z.shape[-1] != self.z_dim or action.shape[-1] != self.action_dim:
             raise ValueError(f"MDNRNN expects z[..., {self.z_dim}] and action[..., "
                              f"{self.action_dim}], got {tuple(z.shape)} and {tuple(action.shape)}")
+        if self.training and self.dropout > 0:
+            return self._forward_dropout(z, action, state)
         h, state = self.lstm(torch.cat([z, action], dim=-1), state)
         return self.heads(h), state
+
+    def _forward_dropout(self, z: torch.Tensor, action: torch.Tensor,
+                         state: State | None) -> tuple[MDNOutput, State]:
+        """Training with Dropout's Dream Land masks: each sequence drops entries of its z and
+        h inputs to the LSTM with one mask for all its steps (scaled by 1 / (1 - p)), as the
+        dream does per episode. Runs the cell step by step (the fused LSTM cannot mask h)."""
+        B, T, Z = z.shape
+        keep = 1.0 - self.dropout
+        mz = (torch.rand(B, 1, Z, device=z.device) < keep).to(z.dtype) / keep
+        mh = (torch.rand(B, self.hidden_size, device=z.device) < keep).to(z.dtype) / keep
+        x = torch.cat([z * mz, action], dim=-1)
+        if state is None:
+            state = self.initial_state(B, z.device)
+        h, c = state[0][0], state[1][0]
+        w_ih, w_hh = self.lstm.weight_ih_l0, self.lstm.weight_hh_l0
+        b_ih, b_hh = self.lstm.bias_ih_l0, self.lstm.bias_hh_l0
+        outs = []
+        for t in range(T):
+            h, c = torch.lstm_cell(x[:, t], (h * mh, c), w_ih, w_hh, b_ih, b_hh)
+            outs.append(h)
+        return self.heads(torch.stack(outs, 1)), (h.unsqueeze(0), c.unsqueeze(0))
 
     def step(self, z: torch.Tensor, action: torch.Tensor,
              state: State) -> tuple[MDNOutput, torch.Tensor, State]:
@@ -187,6 +214,6 @@ def load_mdnrnn(path, device: str | torch.device = "cpu",
     c = ckpt["config"]
     model = MDNRNN(z_dim=c["z_dim"], action_dim=c["action_dim"], hidden_size=c["hidden_size"],
                    n_gaussians=c["n_gaussians"], predict_reward=c["predict_reward"],
-                   predict_done=c["predict_done"])
+                   predict_done=c["predict_done"], dropout=c.get("dropout", 0.0))
     load_state(model, ckpt["model"], path)
     return model.to(device).eval(), ckpt

@@ -24,8 +24,9 @@ from .cli import CLIError, add_device_argument, add_preset_argument, preset_from
 from .config import Preset, to_dict
 from .utils import atomic_write_json, read_json
 
-SECTIONS = ("env", "collect", "vae", "rnn", "controller", "eval")
-STAGES = ("collect", "train-vae", "encode", "train-rnn", "train-controller", "evaluate")
+SECTIONS = ("env", "collect", "vae", "rnn", "controller", "eval", "iterate")
+STAGES = ("collect", "train-vae", "encode", "train-rnn", "train-controller", "iterate",
+          "evaluate")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -80,6 +81,7 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
     from .collect import collect_rollouts
     from .encode import encode_rollouts
     from .evaluate import describe, evaluate_agent
+    from .iterate import run_rounds
     from .train_controller import train_controller
     from .train_rnn import train_rnn
     from .train_vae import train_vae
@@ -110,6 +112,9 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
         ("train-controller", lambda: train_controller(
             paths["vae"], paths["rnn"], run_dir / "controller", preset.controller, preset.env,
             device=device, tb_dir=tb / "controller", progress=progress)),
+        # Rounds of collect-with-C -> M -> C in the dream (skipped when iterate.rounds = 0).
+        ("iterate", lambda: run_rounds(run_dir, preset, paths["controller"], device=device,
+                                       progress=progress) if preset.iterate.rounds > 0 else None),
         # A results.json that already scores this controller is kept: a finished stage is
         # not redone (it would replay every evaluation episode).
         ("evaluate", lambda: _finished_evaluation(paths["eval"], paths["controller"], preset)
@@ -127,8 +132,9 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
         result = step()
         timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 1)
         atomic_write_json(timings_path, timings)
-        if name == "train-controller":
-            # controller_best.pt, or controller.pt when C ran no real evaluation (eval_every=0)
+        if name in ("train-controller", "iterate") and result is not None:
+            # controller_best.pt, or controller.pt when C ran no real evaluation
+            # (eval_every=0); after iterate, the C of the round with the best validation score
             paths["controller"] = Path(result)
         if name == "evaluate":
             summary = result

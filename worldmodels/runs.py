@@ -35,7 +35,7 @@ def start_run(folder: str | os.PathLike, config: dict[str, Any], stage: str,
     record = {"stage": stage, "config": config}
     if path.exists():
         old = read_json(path)
-        if _canonical(old) != _canonical(record):
+        if _canonical(old) != _canonical(_without_new_defaults(record, old)):
             diff = _diff(old.get("config", {}), config)
             raise RunConfigMismatch(
                 f"{folder} holds a {old.get('stage')} run with a different config "
@@ -43,6 +43,18 @@ def start_run(folder: str | os.PathLike, config: dict[str, Any], stage: str,
     else:
         atomic_write_json(path, record)
     return folder
+
+
+def _without_new_defaults(new: Any, old: Any) -> Any:
+    """``new`` less the fields that ``old`` (a run started by an earlier version) lacks and
+    that hold the default which reproduces that version's behaviour (``ADDED_FIELDS``), so
+    an upgrade does not orphan a run folder."""
+    from .config import ADDED_FIELDS
+
+    if not (isinstance(new, dict) and isinstance(old, dict)):
+        return new
+    return {k: _without_new_defaults(v, old[k]) if k in old else v for k, v in new.items()
+            if k in old or k not in ADDED_FIELDS or ADDED_FIELDS[k] != v}
 
 
 def is_done(folder: str | os.PathLike) -> bool:

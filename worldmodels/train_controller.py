@@ -95,7 +95,8 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
                                "z_dim": z_dim, "hidden_size": hidden_size,
                                "best_real": state["best_real"],
                                "best_generation": state["best_generation"],
-                               "evals": state["evals"], **extra})
+                               "evals": state["evals"], "real_steps": state["real_steps"],
+                               "train_real_steps": state["train_real_steps"], **extra})
 
     dream = None
     if cfg.mode == "dream":
@@ -104,7 +105,7 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
         dream = BatchedDream.from_checkpoint(
             mdnrnn_path, resolve_device(device), vae_path=vae_path, temperature=cfg.temperature,
             max_steps=cfg.dream_max_steps, done_threshold=cfg.done_threshold,
-            sample_done=cfg.sample_done)
+            sample_done=cfg.sample_done, dropout=cfg.dream_dropout)
     # Real-env episodes run on CPU: batch-1 inference of V, M and C gains nothing from a GPU.
     runner = EpisodeRunner(env_cfg, vae_path=vae_path, mdnrnn_path=mdnrnn_path,
                            use_mu=cfg.use_mu, device="cpu", workers=cfg.workers)
@@ -125,6 +126,7 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
             sigma = es.sigma
             scalars: dict[str, float] = {}
             if dream is not None:
+                # Dream protocol: fitness comes from M alone, never from the real env.
                 # The CMA mean rides along as one more candidate in the same dreams.
                 batch = torch.from_numpy(np.vstack([solutions, es.mean[None]]))
                 returns = dream.evaluate(batch, cfg.rollouts_per_candidate,
@@ -133,7 +135,8 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
                 scalars["dream/return_mean"] = float(returns[-1].mean())
             else:
                 tracks = [derive_seed(cfg.seed, g, r) for r in range(cfg.rollouts_per_candidate)]
-                returns, _ = train_runner.run([(x, s) for x in solutions for s in tracks])
+                returns, lengths = train_runner.run([(x, s) for x in solutions for s in tracks])
+                state["train_real_steps"] += int(lengths.sum())
                 fitness = returns.reshape(cfg.popsize, -1).mean(1)
             es.tell(fitness)
             scalars.update({"es/fitness_best": fitness.max(), "es/fitness_mean": fitness.mean(),
@@ -142,11 +145,24 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
             gen = es.generation
             if cfg.eval_every > 0 and (gen % cfg.eval_every == 0 or gen == cfg.generations):
                 t1 = time.perf_counter()
-                real, _ = runner.run([(es.mean, s) for s in validation_seeds(cfg.eval_episodes)])
+                real, lengths = runner.run([(es.mean, s)
+                                            for s in validation_seeds(cfg.eval_episodes)])
+                state["real_steps"] += int(lengths.sum())
                 scalars.update({"eval/real_return_mean": real.mean(),
                                 "eval/real_return_std": real.std(),
                                 "time/eval_s": time.perf_counter() - t1})
-                state["evals"].append([gen, float(real.mean()), float(real.std())])
+                record = [gen, float(real.mean()), float(real.std())]
+                if dream is not None:
+                    dream_mean = scalars["dream/return_mean"]
+                    flagged = exploit_flag(dream_mean, float(real.mean()), cfg.exploit_gap)
+                    scalars["eval/dream_minus_real"] = dream_mean - real.mean()
+                    scalars["eval/exploit"] = float(flagged)
+                    record += [dream_mean, flagged]
+                    if flagged:
+                        tqdm.write(f"train-controller: generation {gen}: C may be exploiting M: "
+                                   f"dream return {dream_mean:.1f}, real {real.mean():.1f} on "
+                                   "the validation tracks")
+                state["evals"].append(record)
                 if state["best_real"] is None or real.mean() > state["best_real"]:
                     state["best_real"], state["best_generation"] = float(real.mean()), gen
                     save(best, {})
@@ -161,7 +177,8 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
             "final_fitness_mean": float(history[-1].mean()) if len(history) else None,
             "final_fitness_best": float(history[-1].max()) if len(history) else None,
             "best_real": state["best_real"], "best_generation": state["best_generation"],
-            "evals": state["evals"], "controller": str(latest),
+            "evals": state["evals"], "real_steps": state["real_steps"],
+            "train_real_steps": state["train_real_steps"], "controller": str(latest),
             "controller_best": str(best) if best.exists() else None,
         }
         metrics = {f"hparam/{k}": v for k, v in summary.items()
@@ -180,6 +197,17 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
     return best if best.exists() else latest
 
 
+MAX_REAL_RETURN = 1000.0
+"""CarRacing pays at most 1000 (every tile) minus 0.1 per frame: a dream return above it is
+impossible in the real game."""
+
+
+def exploit_flag(dream_return: float, real_return: float, gap: float) -> bool:
+    """The exploit detector: C's dream return is above anything the real game pays, or
+    above its real return on the validation tracks by more than ``gap``."""
+    return bool(dream_return > MAX_REAL_RETURN or dream_return - real_return > gap)
+
+
 def _check_config(cfg: ControllerConfig) -> None:
     if cfg.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
@@ -196,7 +224,7 @@ def _resume(latest: Path, vae_path: Path, mdnrnn_path: Path, cfg: ControllerConf
     """The ES and bookkeeping from ``controller.pt``, or fresh ones if there is none."""
     if not latest.exists():
         return {"es": CMAES(n_params, cfg.sigma0, cfg.popsize, cfg.seed), "best_real": None,
-                "best_generation": None, "evals": []}
+                "best_generation": None, "evals": [], "real_steps": 0, "train_real_steps": 0}
     ckpt = load_checkpoint(latest, kind="controller")
     check_parent(ckpt, "vae_sha256", vae_path)
     check_parent(ckpt, "mdnrnn_sha256", mdnrnn_path)
@@ -205,7 +233,9 @@ def _resume(latest: Path, vae_path: Path, mdnrnn_path: Path, cfg: ControllerConf
     if (es.n_params, es.popsize, es.sigma0, es.seed) != (n_params, cfg.popsize, cfg.sigma0, cfg.seed):
         raise ValueError(f"{latest} holds an ES with other settings than this run's config")
     return {"es": es, "best_real": extra["best_real"], "best_generation": extra["best_generation"],
-            "evals": [list(e) for e in extra["evals"]]}
+            "evals": [list(e) for e in extra["evals"]],
+            "real_steps": int(extra.get("real_steps", 0)),
+            "train_real_steps": int(extra.get("train_real_steps", 0))}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -30,7 +30,7 @@ import os
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -179,7 +179,7 @@ def batch_loss(model: MDNRNN, batch: Batch, cfg: MDNRNNConfig):
 def build_model(cfg: MDNRNNConfig) -> MDNRNN:
     return MDNRNN(z_dim=cfg.z_dim, action_dim=cfg.action_dim, hidden_size=cfg.hidden_size,
                   n_gaussians=cfg.n_gaussians, predict_reward=cfg.predict_reward,
-                  predict_done=cfg.predict_done)
+                  predict_done=cfg.predict_done, dropout=cfg.dropout)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -211,35 +211,55 @@ def evaluate(model: MDNRNN, data: LatentData, seqs: Sequences, cfg: MDNRNNConfig
     return {k: means[k] for k in LOSS_TAGS}
 
 
-def train_rnn(latent_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: MDNRNNConfig,
+def train_rnn(latent_dir: str | os.PathLike | Sequence[str | os.PathLike],
+              out_dir: str | os.PathLike, cfg: MDNRNNConfig,
               device: str = "auto", tb_dir: str | os.PathLike | None = None,
               progress: bool = True) -> Path:
-    """Train M on a latent folder; returns ``out_dir/mdnrnn.pt``.
+    """Train M on one latent folder, or several (the rounds of ``worldmodels iterate``);
+    returns ``out_dir/mdnrnn.pt``.
 
     Resumes from ``out_dir/mdnrnn.pt`` if present; a finished run is returned as is. The
-    run's config.json holds ``cfg`` plus the V's ``vae_sha256``, so a folder started on
-    another config or on another V's latents is refused. Validation: the last
-    ``cfg.val_episodes`` episodes of the manifest.
+    run's config.json holds ``cfg``, the V's ``vae_sha256`` and, for several folders, their
+    list, so a folder started on another config or on another V's latents is refused. Every
+    folder must come from the same V. Validation: the last ``cfg.val_episodes`` episodes of
+    the first folder's manifest (the same episodes however many rounds follow).
     """
-    latent_dir, out_dir = Path(latent_dir), Path(out_dir)
-    encoded = read_encode_record(latent_dir, cfg.z_dim)
+    dirs = [Path(latent_dir)] if isinstance(latent_dir, (str, os.PathLike)) else [
+        Path(d) for d in latent_dir]
+    if not dirs:
+        raise ValueError("train_rnn needs at least one latent folder")
+    out_dir = Path(out_dir)
+    records = [read_encode_record(d, cfg.z_dim) for d in dirs]
+    encoded = records[0]
+    for d, rec in zip(dirs[1:], records[1:]):
+        if rec["vae_sha256"] != encoded["vae_sha256"]:
+            raise ValueError(f"{d} was encoded by another V than {dirs[0]} "
+                             f"({rec['vae_sha256'][:12]} vs {encoded['vae_sha256'][:12]})")
     parents = {"vae_sha256": encoded["vae_sha256"]}
-    runs.start_run(out_dir, {**asdict(cfg), **parents}, STAGE)
+    run_config = {**asdict(cfg), **parents}
+    if len(dirs) > 1:
+        run_config["data"] = [str(d.resolve()) for d in dirs]
+    runs.start_run(out_dir, run_config, STAGE)
     ckpt_path = out_dir / CHECKPOINT
     if runs.is_done(out_dir):
         print(f"{out_dir} is already finished (see {out_dir / runs.DONE}); not retraining")
         return ckpt_path
 
     dev = resolve_device(device)
-    files = episode_files(latent_dir, kind="latent", verify=True)
-    if cfg.val_episodes < 0 or cfg.val_episodes >= len(files):
-        raise ValueError(f"{latent_dir} has {len(files)} episodes; val_episodes="
+    per_dir = [episode_files(d, kind="latent", verify=True) for d in dirs]
+    if cfg.val_episodes < 0 or cfg.val_episodes >= len(per_dir[0]):
+        raise ValueError(f"{dirs[0]} has {len(per_dir[0])} episodes; val_episodes="
                          f"{cfg.val_episodes} leaves none for training")
+    # Training episodes first (every folder, the first's without its validation tail), then
+    # the validation episodes.
+    n_val = cfg.val_episodes
+    val_files = per_dir[0][len(per_dir[0]) - n_val:]
+    files = per_dir[0][:len(per_dir[0]) - n_val] + [f for fs in per_dir[1:] for f in fs] + val_files
     data = load_latents(files, progress)
     if data.mu.shape[1] != cfg.z_dim or data.action.shape[1] != cfg.action_dim:
-        raise ValueError(f"latents in {latent_dir} have z {data.mu.shape[1]} and actions "
+        raise ValueError(f"latents in {dirs[0]} have z {data.mu.shape[1]} and actions "
                          f"{data.action.shape[1]} wide, M expects {cfg.z_dim} and {cfg.action_dim}")
-    n_train = len(files) - cfg.val_episodes
+    n_train = len(files) - n_val
     train_seqs = make_sequences(data.starts[:n_train], data.lengths[:n_train], cfg.seq_len)
     val_seqs = make_sequences(data.starts[n_train:], data.lengths[n_train:], cfg.seq_len)
     first = torch.from_numpy(data.starts[:min(n_train, N_INITIAL)])

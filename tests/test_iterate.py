@@ -1,0 +1,269 @@
+"""The dream protocol: iterative rounds, agent rollouts, M on several rounds' latents, dropout
+masks in the dream and in M's training, the exploit detector, and that no candidate's fitness
+is ever a real-env return."""
+
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from test_controller import H, Z, save_controller, tiny_world_models
+from test_pipeline import tiny_preset
+from worldmodels import runs, seeds
+from worldmodels.checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
+from worldmodels.config import CollectConfig, ControllerConfig, EnvConfig, IterateConfig, MDNRNNConfig
+from worldmodels.dream import BatchedDream
+from worldmodels.mdnrnn import MDNRNN
+from worldmodels.utils import read_json
+
+ENV = EnvConfig(max_steps=30)
+
+
+@pytest.fixture(scope="module")
+def agent_models(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("agent")
+    vae, rnn = tiny_world_models(folder)
+    return vae, rnn, save_controller(folder / "c.pt", vae, rnn)
+
+
+# --- collection by the agent ------------------------------------------------------------
+
+def test_collect_with_the_agent_records_its_policy_and_refuses_another_controller(
+        agent_models, tmp_path):
+    from worldmodels.collect import collect_rollouts, episode_policy
+    from worldmodels.data import read_manifest
+
+    vae, rnn, c = agent_models
+    cfg = CollectConfig(episodes=4, workers=1, max_steps=30, policy="agent", controller=str(c),
+                        action_noise=0.2, brownian_share=0.5, seed=3)
+    collect_rollouts(tmp_path / "r", cfg, ENV, progress=False)
+    entries = read_manifest(tmp_path / "r")
+    policies = [e["policy"] for e in entries]
+    # Each episode's policy is drawn from its index alone, and both kinds occur here.
+    assert policies == [episode_policy(i, cfg) for i in range(4)]
+    assert set(policies) == {"agent", "brownian"}
+    for e in entries:
+        assert (e.get("controller_sha256") == checkpoint_sha256(c)) == (e["policy"] == "agent")
+    record = read_json(tmp_path / "r" / "collect.json")["config"]
+    assert record["controller_sha256"] == checkpoint_sha256(c) and record["action_noise"] == 0.2
+
+    # Another C for the same folder is refused before anything is collected.
+    other = save_controller(tmp_path / "c2.pt", vae, rnn, seed=5)
+    with pytest.raises(runs.RunConfigMismatch, match="controller_sha256"):
+        collect_rollouts(tmp_path / "r", replace(cfg, controller=str(other), episodes=5),
+                         ENV, progress=False)
+    with pytest.raises(ValueError, match="needs --controller"):
+        collect_rollouts(tmp_path / "x", replace(cfg, controller=""), ENV, progress=False)
+
+
+def test_action_noise_changes_the_actions_and_the_episode_replays(agent_models):
+    from worldmodels.collect import run_episode
+
+    _, _, c = agent_models
+    cfg = CollectConfig(episodes=1, workers=1, max_steps=20, policy="agent", controller=str(c),
+                        action_noise=0.0)
+    clean = run_episode(0, cfg, ENV)["action"]
+    noisy = run_episode(0, replace(cfg, action_noise=0.3), ENV)["action"]
+    again = run_episode(0, replace(cfg, action_noise=0.3), ENV)["action"]
+    np.testing.assert_array_equal(noisy, again)
+    assert np.abs(noisy - clean).mean() > 0.05
+    assert (noisy >= [-1, 0, 0]).all() and (noisy <= 1).all()
+
+
+# --- M on several folders ------------------------------------------------------------------
+
+def test_train_rnn_on_several_folders_refuses_latents_of_another_v(tmp_path, make_rollouts):
+    from test_controller import save_vae
+    from worldmodels.encode import encode_rollouts
+    from worldmodels.train_rnn import train_rnn
+
+    vae = save_vae(tmp_path / "vae.pt", 0)
+    other = save_vae(tmp_path / "vae_other.pt", 1)
+    make_rollouts(tmp_path / "r0", lengths=(12, 9, 15))
+    make_rollouts(tmp_path / "r1", lengths=(10, 11), seed=1)
+    encode_rollouts(tmp_path / "r0", vae, tmp_path / "l0", device="cpu", progress=False)
+    encode_rollouts(tmp_path / "r1", vae, tmp_path / "l1", device="cpu", progress=False)
+    encode_rollouts(tmp_path / "r1", other, tmp_path / "l1x", device="cpu", progress=False)
+    cfg = MDNRNNConfig(z_dim=Z, hidden_size=8, n_gaussians=2, seq_len=5, batch_size=4,
+                       epochs=1, val_episodes=1)
+    path = train_rnn([tmp_path / "l0", tmp_path / "l1"], tmp_path / "m", cfg, device="cpu",
+                     progress=False)
+    done = runs.read_done(tmp_path / "m")
+    assert done["train_episodes"] == 4  # 2 of r0 (its last is validation) + 2 of r1
+    assert read_json(tmp_path / "m" / "config.json")["config"]["data"] == [
+        str((tmp_path / d).resolve()) for d in ("l0", "l1")]
+    # Dreams start from the first frames of every training episode.
+    assert load_checkpoint(path)["extra"]["initial_mu"].shape == (4, Z)
+    with pytest.raises(ValueError, match="another V"):
+        train_rnn([tmp_path / "l0", tmp_path / "l1x"], tmp_path / "m2", cfg, device="cpu",
+                  progress=False)
+
+
+# --- dropout ------------------------------------------------------------------------------
+
+def tiny_m(**kw) -> MDNRNN:
+    torch.manual_seed(0)
+    return MDNRNN(z_dim=Z, hidden_size=H, n_gaussians=2, **kw).eval()
+
+
+def test_dream_dropout_mask_is_fixed_within_an_episode_and_differs_between_episodes():
+    m = tiny_m()
+    dream = BatchedDream(m, torch.zeros(3, Z), torch.full((3, Z), -2.0), temperature=0.0,
+                         dropout=0.5)
+    z0 = torch.randn(4, Z)
+    dream.reset(4, generator=7, z=z0)
+    mask = dream._state.mask.clone()
+    keep = 0.5
+    assert mask.shape == (4, Z + H + 3)
+    assert set(mask[:, :Z + H].unique().tolist()) == {0.0, 1 / keep}
+    assert (mask[:, Z + H:] == 1).all()  # the action is never dropped
+    assert not all(torch.equal(mask[0], mask[i]) for i in range(1, 4))
+
+    # Two steps follow M with that same mask on [z, h] at both steps.
+    state = m.initial_state(4)
+    z = z0
+    actions = torch.rand(2, 4, 3)
+    for t in range(2):
+        h = state[0][0]
+        zm, hm = z * mask[:, :Z], h * mask[:, Z:Z + H]
+        out, _, state = m.step(zm, actions[t], (hm.unsqueeze(0), state[1]))
+        dz, dh, _, _ = dream.step(actions[t])
+        torch.testing.assert_close(dh, state[0][0], rtol=1e-4, atol=1e-5)
+        z = dz
+    dream.reset(4, generator=8, z=z0)
+    assert not torch.equal(dream._state.mask, mask)
+
+
+def test_dream_dropout_keeps_common_random_numbers():
+    dream = BatchedDream(tiny_m(), torch.randn(3, Z), torch.full((3, Z), -2.0),
+                         temperature=1.0, max_steps=15, dropout=0.2)
+    params = torch.randn(3, dream.n_params) * 0.3
+    together = dream.evaluate(params, 4, seed=2)
+    one_by_one = torch.cat([dream.evaluate(p, 4, seed=2) for p in params])
+    torch.testing.assert_close(together, one_by_one)
+    plain = BatchedDream(tiny_m(), torch.randn(3, Z), torch.full((3, Z), -2.0),
+                         temperature=1.0, max_steps=15)
+    assert not torch.equal(plain.evaluate(params, 4, seed=2), together)
+
+
+def test_m_dropout_masks_each_sequence_while_training_only():
+    m = tiny_m(dropout=0.3).train()
+    z, a = torch.randn(6, 5, Z), torch.rand(6, 5, 3)
+    torch.manual_seed(1)
+    out1, _ = m(z, a)
+    torch.manual_seed(2)
+    out2, _ = m(z, a)
+    assert not torch.equal(out1.mu, out2.mu)
+    out1.mu.sum().backward()
+    assert m.lstm.weight_hh_l0.grad is not None
+    m.eval()
+    torch.testing.assert_close(m(z, a)[0].mu, tiny_m()(z, a)[0].mu)  # no masks at eval time
+    # With p -> 0 the step loop is the fused LSTM.
+    m0 = tiny_m(dropout=1e-9).train()
+    torch.testing.assert_close(m0(z, a)[0].mu, tiny_m()(z, a)[0].mu, rtol=1e-4, atol=1e-5)
+
+
+# --- the exploit detector ------------------------------------------------------------------
+
+def test_exploit_detector_fires_on_an_m_that_pays_for_anything(agent_models, tmp_path):
+    from worldmodels.train_controller import exploit_flag, train_controller
+
+    vae, rnn, _ = agent_models
+    ckpt = load_checkpoint(rnn)
+    ckpt["model"]["reward_head.bias"] = torch.tensor([50.0])  # +50 a step, whatever C does
+    farm = tmp_path / "farm.pt"
+    save_checkpoint(farm, kind="mdnrnn", config=ckpt["config"], model=ckpt["model"],
+                    parents=ckpt["parents"], extra=ckpt["extra"])
+    cfg = ControllerConfig(popsize=4, rollouts_per_candidate=2, generations=2,
+                           dream_max_steps=30, eval_every=2, eval_episodes=1, workers=1)
+    train_controller(vae, farm, tmp_path / "c", cfg, ENV, device="cpu", progress=False)
+    gen, real, _, dream, flagged = runs.read_done(tmp_path / "c")["evals"][-1]
+    assert dream > 1000 > real and flagged  # ~1500 in 30 dream steps: no real game pays that
+    assert not exploit_flag(100.0, 90.0, 150.0) and exploit_flag(1200.0, 1100.0, 150.0)
+
+
+# --- the iterative loop ----------------------------------------------------------------------
+
+def iterate_preset():
+    p = tiny_preset()
+    return replace(p, controller=replace(p.controller, eval_every=3, eval_episodes=1),
+                   iterate=IterateConfig(rounds=2, episodes=2, workers=1, recon_frames=20))
+
+
+def test_iterate_two_rounds_resume_and_honest_protocol(tmp_path, monkeypatch):
+    from worldmodels.evaluate import EpisodeRunner
+    from worldmodels.pipeline import run_pipeline
+    from worldmodels import train_rnn as train_rnn_mod
+
+    # Every real episode of C's training must be on a validation track: no fitness is real.
+    real_run, seen = EpisodeRunner.run, []
+
+    def spy(self, tasks, progress=None):
+        seen.extend(seed for _, seed in tasks)
+        return real_run(self, tasks, progress)
+
+    monkeypatch.setattr(EpisodeRunner, "run", spy)
+    preset = iterate_preset()
+    full = tmp_path / "full"
+    run_pipeline(full, preset, device="cpu", until="iterate", progress=False)
+    train_seeds = set(seen)
+    assert train_seeds and all(s in seeds.validation_seeds(preset.controller.eval_episodes)
+                               for s in train_seeds)
+
+    summary = read_json(full / "iterate.json")
+    rounds = summary["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1, 2]
+    for k in (1, 2):
+        rd = full / "rounds" / f"{k:02d}"
+        manifest = [line for line in (rd / "rollouts" / "manifest.jsonl").read_text().splitlines()]
+        prev_c = Path(rounds[k - 1]["controller"])
+        assert len(manifest) == 2 and all('"policy": "agent"' in m for m in manifest)
+        assert all(checkpoint_sha256(prev_c) in m for m in manifest)
+        # M of round k learnt from every round's latents so far.
+        data = read_json(rd / "rnn" / "config.json")["config"]["data"]
+        assert data == [str((full / "latents").resolve())] + [
+            str((full / "rounds" / f"{j:02d}" / "latents").resolve()) for j in range(1, k + 1)]
+    steps = sum(r["collect_steps"] + r["validation_steps"] for r in rounds)
+    assert summary["real_steps_total"] == steps == rounds[-1]["real_steps_cumulative"]
+    assert all(r["train_real_steps"] == 0 for r in rounds)
+    best = max(rounds, key=lambda r: r["best_val_return"])
+    assert summary["chosen"]["controller"] == best["controller"]
+
+    # Killed while training M of round 2, then rerun: the same rounds as uninterrupted.
+    cut = tmp_path / "cut"
+    real_train, calls = train_rnn_mod.train_rnn, []
+
+    def dying(*a, **kw):
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real_train(*a, **kw)
+
+    monkeypatch.setattr(train_rnn_mod, "train_rnn", dying)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(cut, preset, device="cpu", until="iterate", progress=False)
+    assert (cut / "rounds" / "02" / "latents").is_dir()
+    assert not (cut / "rounds" / "02" / "controller").exists()
+    monkeypatch.setattr(train_rnn_mod, "train_rnn", real_train)
+    run_pipeline(cut, preset, device="cpu", until="iterate", progress=False)
+    again = read_json(cut / "iterate.json")["rounds"]
+    for a, b in zip(rounds, again):
+        assert (a["best_val_return"], a["evals"], a["collect_steps"]) == (
+            b["best_val_return"], b["evals"], b["collect_steps"])
+    for k in (1, 2):
+        sub = Path("rounds") / f"{k:02d}" / "controller" / "controller.pt"
+        torch.testing.assert_close(load_checkpoint(full / sub)["model"],
+                                   load_checkpoint(cut / sub)["model"], rtol=0, atol=0)
+
+
+def test_a_run_folder_of_0_1_0_resumes_when_new_fields_keep_their_old_behaviour(tmp_path):
+    # 0.1.0 wrote M's config without `dropout`: the same config with dropout 0 resumes it,
+    # dropout 0.05 (another training) is refused.
+    cfg = asdict(MDNRNNConfig())
+    old = {k: v for k, v in cfg.items() if k != "dropout"}
+    runs.start_run(tmp_path, old, "train-rnn")
+    runs.start_run(tmp_path, cfg, "train-rnn")
+    with pytest.raises(runs.RunConfigMismatch, match="dropout"):
+        runs.start_run(tmp_path, asdict(MDNRNNConfig(dropout=0.05)), "train-rnn")

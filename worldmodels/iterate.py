@@ -1,0 +1,197 @@
+"""Iterative training (Ha & Schmidhuber, section 5): the agent's own experience fixes M's dream.
+
+Round 0 is the plain pipeline: random-policy rollouts -> V -> latents -> M -> C trained in
+M's dream. Round k >= 1 then:
+
+1. collects ``iterate.episodes`` real episodes driven by C_{k-1} (the previous round's
+   chosen C, with Gaussian action noise ``collect.action_noise``; a ``collect.brownian_share``
+   of them by the brownian policy)
+   on fresh training tracks;
+2. measures V's reconstruction error on those frames next to the random ones (V is kept:
+   a changed V would invalidate every latent and M; the numbers say whether that matters);
+3. encodes them with V, retrains M from scratch on every round's latents so far;
+4. trains C_k with CMA-ES **in M's dream only** and picks it on the validation tracks.
+
+In this protocol no candidate's fitness is ever a real-env return: the real env is used to
+collect data with the agent and to score the CMA mean on the validation tracks (model
+selection), never the test tracks. ``iterate.json`` counts the real env steps each round
+used (collection + validation) and keeps, per round, C's dream return, its validation score,
+the exploit detector's verdicts and the wall time. The final C is the round's C with the
+best validation score.
+
+Layout (inside the pipeline's run folder)::
+
+    RUN/rollouts, RUN/vae, RUN/latents, RUN/rnn, RUN/controller       round 0
+    RUN/rounds/01/{rollouts,latents,rnn,controller}                   round 1, ...
+    RUN/iterate.json                                                  per-round summary
+    RUN/tb/rounds/01/{rnn,controller}, RUN/tb/iterate                 TensorBoard
+
+Every step is a resumable stage, so rerunning the pipeline after a kill carries on inside
+the round where it stopped, with the same result.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import runs
+from .config import Preset
+from .data import episode_files, read_manifest, read_shard
+from .logger import Logger
+from .seeds import derive_seed
+from .utils import atomic_write_json, read_json, resolve_device
+
+SUMMARY = "iterate.json"
+_ROUND_SEED_STREAM = 7  # keeps each round's collection tracks apart from round 0's
+
+
+def round_dir(run_dir: Path, k: int) -> Path:
+    return Path(run_dir) / "rounds" / f"{k:02d}"
+
+
+def reconstruction_error(vae_path: Path, rollouts: Path, n_frames: int, seed: int = 0,
+                         device: str = "cpu") -> float:
+    """V's mean squared error per pixel (in [0, 1] units) on ``n_frames`` frames drawn
+    evenly from the episodes of ``rollouts`` (using V's mean z)."""
+    from .vae import frames_to_tensor, load_vae
+
+    vae, _ = load_vae(vae_path, device)
+    files = episode_files(rollouts, kind="rollout")
+    rng = np.random.default_rng(seed)
+    per_file = max(1, n_frames // max(1, len(files)))
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for f in files:
+            obs = read_shard(f, "rollout")["obs"]
+            idx = rng.choice(len(obs), size=min(per_file, len(obs)), replace=False)
+            x = frames_to_tensor(torch.from_numpy(obs[np.sort(idx)]).to(device))
+            mu, _ = vae.encode(x)
+            total += float(((vae.decode(mu) - x) ** 2).mean(dim=(1, 2, 3)).sum())
+            count += len(idx)
+            if count >= n_frames:
+                break
+    return total / max(count, 1)
+
+
+def _controller_summary(folder: Path) -> dict[str, Any]:
+    done = runs.read_done(folder)
+    evals = done.get("evals", [])
+    flagged = [e[0] for e in evals if len(e) >= 5 and e[4]]
+    return {"best_val_return": done.get("best_real"),
+            "best_generation": done.get("best_generation"),
+            "dream_return": evals[-1][3] if evals and len(evals[-1]) >= 4 else None,
+            "evals": evals, "exploit_flagged_generations": flagged,
+            "validation_steps": int(done.get("real_steps", 0)),
+            "train_real_steps": int(done.get("train_real_steps", 0))}
+
+
+def _collected_steps(folder: Path) -> int:
+    return sum(int(e["length"]) for e in read_manifest(folder))
+
+
+def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "auto",
+               progress: bool = True) -> Path:
+    """Run (or resume) rounds 1..R after round 0 (already done by the pipeline); returns the
+    chosen C (best validation score over rounds 0..R)."""
+    from .collect import collect_rollouts
+    from .encode import encode_rollouts
+    from .train_controller import train_controller
+    from .train_rnn import train_rnn
+
+    run_dir = Path(run_dir)
+    it = preset.iterate
+    if it.rounds < 0 or it.episodes < 1 or it.workers < 1 or it.recon_frames < 0:
+        raise ValueError(f"iterate needs rounds >= 0, episodes >= 1, workers >= 1 and "
+                         f"recon_frames >= 0, got {it}")
+    vae_path = run_dir / "vae" / "vae.pt"
+    tb = run_dir / "tb"
+    dev = str(resolve_device(device))
+    summary_path = run_dir / SUMMARY
+    old = read_json(summary_path) if summary_path.exists() else {}
+    rounds: list[dict[str, Any]] = []
+    random_recon = None
+    if it.recon_frames:
+        random_recon = reconstruction_error(vae_path, run_dir / "rollouts", it.recon_frames)
+    rounds.append({
+        "round": 0, "controller": str(controller0), "policy": preset.collect.policy,
+        "episodes": len(read_manifest(run_dir / "rollouts")),
+        "collect_steps": _collected_steps(run_dir / "rollouts"),
+        "recon_mse": random_recon, "wall_s": None, **_controller_summary(controller0.parent)})
+    latent_dirs = [run_dir / "latents"]
+    controller = controller0
+    logger = Logger(tb / "iterate", echo=False)
+    try:
+        _log_round(logger, rounds)
+        for k in range(1, it.rounds + 1):
+            rd = round_dir(run_dir, k)
+            print(f"== iterate: round {k}/{it.rounds} (C of round {k - 1}: {controller})",
+                  flush=True)
+            t0 = time.perf_counter()
+            collect_cfg = replace(preset.collect, policy="agent", controller=str(controller),
+                                  episodes=it.episodes, workers=it.workers,
+                                  seed=derive_seed(preset.collect.seed, k, _ROUND_SEED_STREAM))
+            collect_rollouts(rd / "rollouts", collect_cfg, preset.env, progress=progress)
+            recon = (reconstruction_error(vae_path, rd / "rollouts", it.recon_frames)
+                     if it.recon_frames else None)
+            encode_rollouts(rd / "rollouts", vae_path, rd / "latents", device=dev,
+                            progress=progress)
+            latent_dirs.append(rd / "latents")
+            rnn = train_rnn(latent_dirs, rd / "rnn", preset.rnn, device=dev,
+                            tb_dir=tb / "rounds" / f"{k:02d}" / "rnn", progress=progress)
+            controller = train_controller(vae_path, rnn, rd / "controller", preset.controller,
+                                          preset.env, device=dev,
+                                          tb_dir=tb / "rounds" / f"{k:02d}" / "controller",
+                                          progress=progress)
+            prev_wall = next((r.get("wall_s") for r in old.get("rounds", [])
+                              if r.get("round") == k), None)
+            entries = read_manifest(rd / "rollouts")
+            rounds.append({
+                "round": k, "controller": str(controller), "policy": "agent",
+                "episodes": len(entries), "collect_steps": _collected_steps(rd / "rollouts"),
+                "collect_mean_return": float(np.mean([e["return"] for e in entries])),
+                "recon_mse": recon,
+                # a resumed round keeps the time it had already spent
+                "wall_s": round(time.perf_counter() - t0 + (prev_wall or 0.0), 1),
+                **_controller_summary(rd / "controller")})
+            _log_round(logger, rounds)
+            _write_summary(summary_path, rounds, preset)
+    finally:
+        logger.close()
+    summary = _write_summary(summary_path, rounds, preset)
+    best = summary["chosen"]
+    print(f"iterate: chose C of round {best['round']} (validation return "
+          f"{best['best_val_return']}); real env steps used: {summary['real_steps_total']}")
+    return Path(best["controller"])
+
+
+def _write_summary(path: Path, rounds: list[dict[str, Any]], preset: Preset) -> dict[str, Any]:
+    total = 0
+    for r in rounds:
+        total += r["collect_steps"] + r["validation_steps"] + r["train_real_steps"]
+        r["real_steps_cumulative"] = total
+    scored = [r for r in rounds if r["best_val_return"] is not None]
+    chosen = max(scored, key=lambda r: r["best_val_return"]) if scored else rounds[-1]
+    summary = {"rounds": rounds, "chosen": {"round": chosen["round"],
+                                           "controller": chosen["controller"],
+                                           "best_val_return": chosen["best_val_return"]},
+               "real_steps_total": total, "iterate": asdict(preset.iterate)}
+    atomic_write_json(path, summary)
+    return summary
+
+
+def _log_round(logger: Logger, rounds: list[dict[str, Any]]) -> None:
+    r = rounds[-1]
+    steps = sum(x["collect_steps"] + x["validation_steps"] + x["train_real_steps"]
+                for x in rounds)
+    scalars = {"iterate/real_steps": steps}
+    for key in ("best_val_return", "dream_return", "recon_mse"):
+        if r.get(key) is not None:
+            scalars[f"iterate/{key}"] = r[key]
+    logger.scalars(scalars, step=r["round"])
+    logger.flush()
