@@ -18,7 +18,7 @@ from conftest import assert_process_group_ends
 
 from worldmodels import cli
 from worldmodels.agents import make_policy
-from worldmodels.collect import collect_episode, collect_rollouts, episode_seeds
+from worldmodels.commands.collect import collect_episode, collect_rollouts, episode_seeds
 from worldmodels.config import CollectConfig, EnvConfig
 from worldmodels.data import MANIFEST, episode_files, read_manifest, read_shard
 from worldmodels.envs import make_env
@@ -207,7 +207,7 @@ def test_resume_after_a_crash(tmp_path, collected):
 def test_interrupt_stops_workers_and_leaves_no_partial_files(tmp_path, how):
     out = tmp_path / "rollouts"
     cfg = CollectConfig(episodes=8, workers=2, max_steps=80, seed=3)
-    code = ("from worldmodels.collect import collect_rollouts\n"
+    code = ("from worldmodels.commands.collect import collect_rollouts\n"
             "from worldmodels.config import CollectConfig, EnvConfig\n"
             f"collect_rollouts({str(out)!r}, CollectConfig(**{cfg.__dict__!r}), EnvConfig(),"
             " progress=False)\n")

@@ -147,7 +147,7 @@ def test_agent_refuses_mismatched_parents(models, tmp_path):
 
 def train_args(vae, rnn, out, *extra) -> argparse.Namespace:
     """Parse train-controller's command line with the module's own parser."""
-    from worldmodels import train_controller
+    from worldmodels.commands import train_controller
 
     parser = argparse.ArgumentParser()
     train_controller.add_arguments(parser)
@@ -159,7 +159,7 @@ def train_args(vae, rnn, out, *extra) -> argparse.Namespace:
 
 
 def test_train_in_dream_resumes_exactly(models, tmp_path, monkeypatch):
-    from worldmodels import train_controller
+    from worldmodels.commands import train_controller
     from worldmodels.dream import BatchedDream
 
     vae, rnn = models
@@ -212,7 +212,7 @@ def test_train_in_dream_resumes_exactly(models, tmp_path, monkeypatch):
 
 
 def test_train_in_real_env(models, tmp_path):
-    from worldmodels import train_controller
+    from worldmodels.commands import train_controller
 
     vae, rnn = models
     out = tmp_path / "real"
@@ -227,8 +227,8 @@ def test_train_in_real_env(models, tmp_path):
 
 
 def test_real_mode_training_episodes_stop_at_real_max_steps(models, tmp_path, monkeypatch):
-    from worldmodels import train_controller
-    from worldmodels.evaluate import EpisodeRunner
+    from worldmodels.commands import train_controller
+    from worldmodels.rollouts import EpisodeRunner
 
     seen = []  # (the runner's env step limit, episode lengths) of every batch of episodes
     real_run = EpisodeRunner.run

@@ -273,7 +273,7 @@ def test_hstack_panels_layout():
 # --- the dream command -----------------------------------------------------------------------
 
 def run_dream(*argv: str) -> int:
-    from worldmodels import dream_cli
+    from worldmodels.commands import dream as dream_cli
 
     parser = argparse.ArgumentParser()
     dream_cli.add_arguments(parser)

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-import worldmodels.encode as enc
+import worldmodels.commands.encode as enc
 from worldmodels.checkpoint import save_checkpoint
 from worldmodels.config import VAEConfig
 from worldmodels.data import ShardError, read_manifest, read_shard
@@ -162,9 +162,9 @@ def test_cli_arguments(tmp_path, rollouts):
 
 
 def test_real_carracing_episodes_go_through_collect_train_vae_and_encode(tmp_path):
-    from worldmodels.collect import collect_rollouts
+    from worldmodels.commands.collect import collect_rollouts
     from worldmodels.config import CollectConfig, EnvConfig, get_preset
-    from worldmodels.train_vae import train_vae
+    from worldmodels.commands.train_vae import train_vae
 
     rollouts = tmp_path / "rollouts"
     collect_rollouts(rollouts, CollectConfig(episodes=2, workers=1, max_steps=25),

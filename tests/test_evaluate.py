@@ -18,7 +18,7 @@ STEPS = 30
 
 def evaluate_args(*argv: str) -> argparse.Namespace:
     """Parse evaluate's command line with the module's own parser."""
-    from worldmodels import evaluate
+    from worldmodels.commands import evaluate
 
     parser = argparse.ArgumentParser()
     evaluate.add_arguments(parser)
@@ -34,7 +34,7 @@ def controller(tmp_path_factory) -> Path:
 
 
 def test_writes_documented_json_deterministically(controller, tmp_path, capsys):
-    from worldmodels import evaluate
+    from worldmodels.commands import evaluate
 
     out_a, out_b = tmp_path / "a.json", tmp_path / "b.json"
     evaluate.run(evaluate_args("--controller", str(controller), "--out", str(out_a)))
@@ -58,7 +58,7 @@ def test_writes_documented_json_deterministically(controller, tmp_path, capsys):
 
 
 def test_baseline_policy_same_with_any_number_of_workers(tmp_path):
-    from worldmodels import evaluate
+    from worldmodels.commands import evaluate
 
     one = evaluate.evaluate_agent(policy="brownian", episodes=2, workers=1, progress=False,
                                   env_cfg=evaluate.EnvConfig(max_steps=STEPS))
@@ -70,7 +70,7 @@ def test_baseline_policy_same_with_any_number_of_workers(tmp_path):
 
 
 def test_corrupt_controller_is_a_checkpoint_error(controller, tmp_path):
-    from worldmodels import evaluate
+    from worldmodels.commands import evaluate
 
     broken = tmp_path / "broken.pt"
     broken.write_bytes(controller.read_bytes()[:1000])
@@ -80,7 +80,7 @@ def test_corrupt_controller_is_a_checkpoint_error(controller, tmp_path):
 
 
 def test_mismatched_vae_is_a_checkpoint_error(controller, tmp_path):
-    from worldmodels import evaluate
+    from worldmodels.commands import evaluate
 
     other = save_vae(tmp_path / "other_vae.pt", seed=42)
     with pytest.raises(CheckpointError, match="different vae"):
@@ -89,7 +89,7 @@ def test_mismatched_vae_is_a_checkpoint_error(controller, tmp_path):
 
 
 def test_controller_or_policy_not_both(controller, tmp_path):
-    from worldmodels import evaluate
+    from worldmodels.commands import evaluate
 
     with pytest.raises(CLIError):
         evaluate.run(evaluate_args("--controller", str(controller), "--policy", "random"))

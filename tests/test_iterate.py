@@ -32,7 +32,7 @@ def agent_models(tmp_path_factory):
 
 def test_collect_with_the_agent_records_its_policy_and_refuses_another_controller(
         agent_models, tmp_path):
-    from worldmodels.collect import collect_rollouts, episode_policy
+    from worldmodels.commands.collect import collect_rollouts, episode_policy
     from worldmodels.data import read_manifest
 
     vae, rnn, c = agent_models
@@ -59,7 +59,7 @@ def test_collect_with_the_agent_records_its_policy_and_refuses_another_controlle
 
 
 def test_action_noise_changes_the_actions_and_the_episode_replays(agent_models):
-    from worldmodels.collect import run_episode
+    from worldmodels.commands.collect import run_episode
 
     _, _, c = agent_models
     cfg = CollectConfig(episodes=1, workers=1, max_steps=20, policy="agent", controller=str(c),
@@ -76,8 +76,8 @@ def test_action_noise_changes_the_actions_and_the_episode_replays(agent_models):
 
 def test_train_rnn_on_several_folders_refuses_latents_of_another_v(tmp_path, make_rollouts):
     from test_controller import save_vae
-    from worldmodels.encode import encode_rollouts
-    from worldmodels.train_rnn import train_rnn
+    from worldmodels.commands.encode import encode_rollouts
+    from worldmodels.commands.train_rnn import train_rnn
 
     vae = save_vae(tmp_path / "vae.pt", 0)
     other = save_vae(tmp_path / "vae_other.pt", 1)
@@ -168,7 +168,7 @@ def test_m_dropout_masks_each_sequence_while_training_only():
 # --- the exploit detector ------------------------------------------------------------------
 
 def test_exploit_detector_fires_on_an_m_that_pays_for_anything(agent_models, tmp_path):
-    from worldmodels.train_controller import exploit_flag, train_controller
+    from worldmodels.commands.train_controller import exploit_flag, train_controller
 
     vae, rnn, _ = agent_models
     ckpt = load_checkpoint(rnn)
@@ -193,9 +193,9 @@ def iterate_preset():
 
 
 def test_iterate_two_rounds_resume_and_honest_protocol(tmp_path, monkeypatch):
-    from worldmodels.evaluate import EpisodeRunner
-    from worldmodels.pipeline import run_pipeline
-    from worldmodels import train_rnn as train_rnn_mod
+    from worldmodels.rollouts import EpisodeRunner
+    from worldmodels.commands.pipeline import run_pipeline
+    from worldmodels.commands import train_rnn as train_rnn_mod
 
     # Every real episode of C's training must be on a validation track: no fitness is real.
     real_run, seen = EpisodeRunner.run, []
@@ -267,3 +267,28 @@ def test_a_run_folder_of_0_1_0_resumes_when_new_fields_keep_their_old_behaviour(
     runs.start_run(tmp_path, cfg, "train-rnn")
     with pytest.raises(runs.RunConfigMismatch, match="dropout"):
         runs.start_run(tmp_path, asdict(MDNRNNConfig(dropout=0.05)), "train-rnn")
+
+
+def test_warm_start_begins_at_the_previous_c_and_resumes(agent_models, tmp_path):
+    from worldmodels.agents.world_models_agent import load_controller
+    from worldmodels.commands.train_controller import train_controller
+    from worldmodels.es import CMAES
+
+    x0 = np.linspace(-1, 1, 10)
+    es = CMAES(10, sigma0=0.01, popsize=4, seed=0, x0=x0)
+    np.testing.assert_array_equal(es.mean, x0)
+    assert np.abs(es.ask() - x0).max() < 0.1
+    es.tell(np.arange(4.0))
+    again = CMAES.from_state_dict(es.state_dict())
+    np.testing.assert_array_equal(again.mean, es.mean)
+    np.testing.assert_array_equal(again.x0, x0)
+
+    vae, rnn, c = agent_models
+    cfg = ControllerConfig(popsize=4, rollouts_per_candidate=1, generations=1,
+                           dream_max_steps=10, eval_every=0, workers=1, sigma0=1e-6)
+    out = train_controller(vae, rnn, tmp_path / "warm", cfg, ENV, device="cpu",
+                           progress=False, init=c)
+    start = load_controller(c)[0].get_flat()
+    np.testing.assert_allclose(load_controller(out)[0].get_flat(), start, atol=1e-4)
+    assert read_json(tmp_path / "warm" / "config.json")["config"]["init_sha256"] == \
+        checkpoint_sha256(c)

@@ -31,8 +31,8 @@ from worldmodels.checkpoint import checkpoint_sha256, load_checkpoint
 from worldmodels.cli import CLIError, main
 from worldmodels.config import EnvConfig, get_preset, to_dict
 from worldmodels.data import read_manifest
-from worldmodels.play import caption_height
-from worldmodels.pipeline import STAGES, run_pipeline
+from worldmodels.commands.play import caption_height
+from worldmodels.commands.pipeline import STAGES, run_pipeline
 from worldmodels.runs import RunConfigMismatch
 from worldmodels.utils import read_json
 from worldmodels.video import read_video_frames, upscale
@@ -300,7 +300,7 @@ def test_play_records_three_panels_one_frame_per_step(debug_run, tmp_path, capsy
 def test_play_needs_something_to_show(debug_run):
     import argparse
 
-    from worldmodels import play
+    from worldmodels.commands import play
 
     parser = argparse.ArgumentParser()
     play.add_arguments(parser)

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodels import runs, train_rnn as tr
+from worldmodels import runs
+from worldmodels.commands import train_rnn as tr
 from worldmodels.checkpoint import CheckpointError, checkpoint_sha256, load_checkpoint
 from worldmodels.config import MDNRNNConfig
 from worldmodels.data import append_manifest, shard_name, write_shard

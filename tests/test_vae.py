@@ -12,10 +12,10 @@ import pytest
 import torch
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-import worldmodels.train_vae as tv
+import worldmodels.commands.train_vae as tv
 from worldmodels.checkpoint import load_checkpoint
 from worldmodels.config import VAEConfig, get_preset
-from worldmodels.data import ShardError
+from worldmodels.data import ShardError, read_episode
 from worldmodels.runs import RunConfigMismatch
 from worldmodels.vae import ConvVAE, VAEOutput, frames_to_tensor, load_vae, vae_loss
 
@@ -154,7 +154,7 @@ def test_epoch_plan_is_seeded_and_covers_every_frame():
 def test_stream_yields_every_frame_once_from_any_start(rollouts):
     train_eps, val_eps = tv.split_episodes(rollouts, val_episodes=1)
     assert [e["index"] for e in val_eps] == [4]
-    frames = np.concatenate([tv.read_episode(rollouts, e)["obs"] for e in train_eps])
+    frames = np.concatenate([read_episode(rollouts, e)["obs"] for e in train_eps])
     plan = tv.EpochPlan([20] * 4, seed=0, epoch=0, window_frames=WINDOW)
 
     def stream(start: int) -> list[tuple[np.ndarray, int]]:

@@ -9,7 +9,7 @@ Presets:
 - ``laptop``: the whole pipeline in about an hour or two on a 2-core CPU machine, C trained
   in the real env (the paper's CarRacing protocol).
 - ``laptop-dream``: the same V and M sizes, C trained only in M's dream over 4 iterative
-  rounds (``worldmodels.iterate``).
+  rounds (``worldmodels.commands.iterate``).
 - ``paper``: the sizes of Ha & Schmidhuber (2018) for CarRacing.
 """
 
@@ -185,6 +185,8 @@ class IterateConfig:
     """Real episodes collected per round, driven by the previous round's C."""
     workers: int = 2
     """Worker processes for collection (the exploration noise and mix are ``collect.action_noise`` and ``collect.brownian_share``)."""
+    warm_start: bool = False
+    """Start each round's CMA-ES from the previous round's C instead of zeros."""
     recon_frames: int = 2000
     """Frames per round on which V's reconstruction error is measured (agent frames vs random ones)."""
 

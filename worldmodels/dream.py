@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .mdnrnn import MDNRNN, load_mdnrnn
+from .vae import ConvVAE, decode_frames, frames_to_tensor
 
 LOG2_E = 1.0 / math.log(2.0)
 
@@ -431,3 +432,28 @@ class BatchedDream:
                     break
         # Cloned outside inference mode: callers get an ordinary tensor.
         return s.ret.view(P, n).cpu().clone()
+
+
+def predict_open_loop(vae: ConvVAE, dream: BatchedDream, real: np.ndarray, actions: np.ndarray,
+                      steps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """M's open-loop prediction of a real episode, decoded through V.
+
+    From V's mean encoding of ``real[0]``, M steps with the episode's own ``actions[:steps]``
+    (never seeing another real frame). Returns the real frames ``real[:steps + 1]``, the
+    predicted frames (same shape; frame 0 is V's reconstruction of the start) and the mean
+    absolute pixel error of each predicted frame (in [0, 1]). ``dream`` should not end
+    episodes (``done_threshold=1.0``), so that it follows the real episode to its end.
+    """
+    device = next(vae.parameters()).device
+    with torch.inference_mode():
+        mu, _ = vae.encode(frames_to_tensor(torch.from_numpy(real[:1]).to(device)))
+    z, _ = dream.reset(1, seed, z=mu)
+    zs = [z[0]]
+    for t in range(steps):
+        z, *_ = dream.step(actions[t:t + 1])
+        zs.append(z[0])
+    pred = decode_frames(vae, torch.stack(zs))
+    real = real[:steps + 1]
+    err = [float(np.mean(np.abs(r.astype(np.float32) - p.astype(np.float32))) / 255)
+           for r, p in zip(real, pred)]
+    return real, pred, err

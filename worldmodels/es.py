@@ -1,6 +1,7 @@
 """CMA-ES (pycma) for the controller, with resume by replay instead of pickling.
 
-``CMAES`` wraps ``cma.CMAEvolutionStrategy``: x0 = zeros, ``sigma0``, ``popsize``, ``seed``;
+``CMAES`` wraps ``cma.CMAEvolutionStrategy``: ``x0`` (zeros, or a previous C's parameters to
+warm-start), ``sigma0``, ``popsize``, ``seed``;
 ``ask()`` returns a P x n array, ``tell(fitness)`` takes fitness to MAXIMISE (returns).
 
 Determinism: pycma's ``seed`` option only seeds numpy's *global* RNG, which anything else in
@@ -37,9 +38,10 @@ class ESReplayError(CheckpointError):
 
 
 class CMAES:
-    """CMA-ES maximising fitness, starting from zeros."""
+    """CMA-ES maximising fitness, starting from ``x0`` (zeros by default)."""
 
-    def __init__(self, n_params: int, sigma0: float = 0.1, popsize: int = 64, seed: int = 0):
+    def __init__(self, n_params: int, sigma0: float = 0.1, popsize: int = 64, seed: int = 0,
+                 x0: np.ndarray | None = None):
         if n_params < 2:
             raise ValueError(f"CMA-ES needs at least 2 parameters, got {n_params}")
         if popsize < 2:
@@ -57,7 +59,11 @@ class CMAES:
             "verb_disp": 0,
             "verb_log": 0,
         }
-        self._es = cma.CMAEvolutionStrategy(np.zeros(self.n_params), self.sigma0, options)
+        self.x0 = (np.zeros(self.n_params) if x0 is None
+                   else np.asarray(x0, dtype=np.float64).copy())
+        if self.x0.shape != (self.n_params,) or not np.all(np.isfinite(self.x0)):
+            raise ValueError(f"x0 must be {self.n_params} finite values, got shape {self.x0.shape}")
+        self._es = cma.CMAEvolutionStrategy(self.x0.copy(), self.sigma0, options)
         self._pending: list[np.ndarray] | None = None
         self._history: list[np.ndarray] = []
 
@@ -108,6 +114,7 @@ class CMAES:
             "sigma0": self.sigma0,
             "popsize": self.popsize,
             "seed": self.seed,
+            "x0": torch.from_numpy(self.x0),
             "fitness": torch.from_numpy(self.history),
             "mean": torch.from_numpy(self.mean),
             "sigma": self.sigma,
@@ -119,8 +126,10 @@ class CMAES:
     def from_state_dict(cls, state: dict[str, Any]) -> "CMAES":
         """Rebuild by replaying the stored fitness history; ESReplayError if it diverges."""
         try:
+            x0 = state.get("x0")  # absent in 0.1.0 checkpoints: zeros
             es = cls(int(state["n_params"]), float(state["sigma0"]), int(state["popsize"]),
-                     int(state["seed"]))
+                     int(state["seed"]),
+                     None if x0 is None else torch.as_tensor(x0).double().numpy())
             fitness = torch.as_tensor(state["fitness"]).double().numpy()
             stored_mean = torch.as_tensor(state["mean"]).double().numpy()
             stored_sigma = float(state["sigma"])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -108,3 +109,23 @@ def load_vae(path, device: str | torch.device = "cpu") -> tuple[ConvVAE, dict]:
     vae = ConvVAE(z_dim=int(ckpt["config"]["z_dim"]))
     load_state(vae, ckpt["model"], path)
     return vae.to(device).eval(), ckpt
+
+
+def decode_frames(vae: ConvVAE, z: torch.Tensor, chunk: int = 256) -> np.ndarray:
+    """Latents (T x Z) -> T x 64 x 64 x 3 uint8 frames through V's decoder."""
+    device = next(vae.parameters()).device
+    out = []
+    with torch.inference_mode():
+        for part in z.split(chunk):
+            out.append(tensor_to_frames(vae.decode(part.to(device))).cpu().numpy())
+    return np.concatenate(out)
+
+
+def reconstruction_grid(vae: ConvVAE, frames: np.ndarray, device: torch.device) -> np.ndarray:
+    """Real frames (top row) over their reconstructions decode(mu) (bottom row), HWC uint8."""
+    vae.eval()
+    x = frames_to_tensor(torch.from_numpy(frames).to(device))
+    recon = tensor_to_frames(vae.decode(vae.encode(x)[0])).cpu().numpy()
+    vae.train()
+    return np.concatenate([np.concatenate(list(frames), axis=1),
+                           np.concatenate(list(recon), axis=1)], axis=0)

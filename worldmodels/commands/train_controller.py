@@ -34,19 +34,19 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import runs
-from .checkpoint import check_parent, checkpoint_sha256, load_checkpoint, save_checkpoint
-from .cli import (add_config_arguments, add_device_argument, add_preset_argument,
+from .. import runs
+from ..checkpoint import check_parent, checkpoint_sha256, load_checkpoint, save_checkpoint
+from ..cli import (add_config_arguments, add_device_argument, add_preset_argument,
                   config_from_args, preset_from_args)
-from .config import ControllerConfig, EnvConfig
-from .controller import Controller
-from .es import CMAES
-from .evaluate import EpisodeRunner
-from .logger import Logger
-from .mdnrnn import load_mdnrnn
-from .seeds import derive_seed, validation_seeds
-from .utils import resolve_device
-from .vae import load_vae
+from ..config import ControllerConfig, EnvConfig
+from ..controller import Controller
+from ..es import CMAES
+from ..rollouts import EpisodeRunner
+from ..logger import Logger
+from ..mdnrnn import load_mdnrnn
+from ..seeds import derive_seed, validation_seeds
+from ..utils import resolve_device
+from ..vae import load_vae
 
 MODES = ("dream", "real")
 LATEST = "controller.pt"
@@ -56,8 +56,11 @@ BEST = "controller_best.pt"
 def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike,
                      out_dir: str | os.PathLike, cfg: ControllerConfig, env_cfg: EnvConfig,
                      device: str = "auto", tb_dir: str | os.PathLike | None = None,
-                     progress: bool = True) -> Path:
+                     progress: bool = True, init: str | os.PathLike | None = None) -> Path:
     """Run (or resume) CMA-ES for C; returns the controller to evaluate.
+
+    ``init``: a controller checkpoint whose parameters are CMA-ES's starting mean (warm
+    start; ``iterate`` passes the previous round's C when ``iterate.warm_start``), else zeros.
 
     That is ``OUT/controller_best.pt`` when a real evaluation ran (``eval_every`` > 0),
     else ``OUT/controller.pt``. A finished folder is not redone.
@@ -71,8 +74,10 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
             raise FileNotFoundError(f"checkpoint not found: {path}")
     parents = {"vae_sha256": checkpoint_sha256(vae_path),
                "mdnrnn_sha256": checkpoint_sha256(mdnrnn_path)}
-    runs.start_run(out, {"controller": asdict(cfg), "env": asdict(env_cfg), **parents},
-                   stage="train-controller")
+    record = {"controller": asdict(cfg), "env": asdict(env_cfg), **parents}
+    if init is not None:
+        record["init_sha256"] = checkpoint_sha256(init)
+    runs.start_run(out, record, stage="train-controller")
     if runs.is_done(out):
         print(f"train-controller: {out} is already done (see {out / runs.DONE})")
         return best if best.exists() else latest
@@ -84,7 +89,16 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
     del vae, mdnrnn
 
     controller = Controller(z_dim=z_dim, hidden_size=hidden_size)
-    state = _resume(latest, vae_path, mdnrnn_path, cfg, controller.n_params)
+    x0 = None
+    if init is not None:
+        from worldmodels.agents.world_models_agent import load_controller
+
+        start, _ = load_controller(init)
+        if start.n_params != controller.n_params:
+            raise ValueError(f"{init} has {start.n_params} parameters, this C needs "
+                             f"{controller.n_params}")
+        x0 = start.get_flat()
+    state = _resume(latest, vae_path, mdnrnn_path, cfg, controller.n_params, x0)
     es: CMAES = state["es"]
 
     def save(path: Path, extra: dict[str, Any]) -> None:
@@ -100,7 +114,7 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
 
     dream = None
     if cfg.mode == "dream":
-        from .dream import BatchedDream
+        from ..dream import BatchedDream
 
         dream = BatchedDream.from_checkpoint(
             mdnrnn_path, resolve_device(device), vae_path=vae_path, temperature=cfg.temperature,
@@ -220,10 +234,10 @@ def _check_config(cfg: ControllerConfig) -> None:
 
 
 def _resume(latest: Path, vae_path: Path, mdnrnn_path: Path, cfg: ControllerConfig,
-            n_params: int) -> dict[str, Any]:
+            n_params: int, x0: np.ndarray | None = None) -> dict[str, Any]:
     """The ES and bookkeeping from ``controller.pt``, or fresh ones if there is none."""
     if not latest.exists():
-        return {"es": CMAES(n_params, cfg.sigma0, cfg.popsize, cfg.seed), "best_real": None,
+        return {"es": CMAES(n_params, cfg.sigma0, cfg.popsize, cfg.seed, x0), "best_real": None,
                 "best_generation": None, "evals": [], "real_steps": 0, "train_real_steps": 0}
     ckpt = load_checkpoint(latest, kind="controller")
     check_parent(ckpt, "vae_sha256", vae_path)

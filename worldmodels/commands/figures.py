@@ -36,9 +36,9 @@ import cv2
 import numpy as np
 import torch
 
-from .cli import CLIError, add_device_argument
-from .utils import atomic_write_bytes, read_json, resolve_device
-from .video import diff_image, draw_text, hstack_panels, upscale
+from ..cli import CLIError, add_device_argument
+from ..utils import atomic_write_bytes, read_json, resolve_device
+from ..video import diff_image, draw_text, hstack_panels, upscale
 
 FIGURES = ("reconstruction", "dream_strip", "learning_curves")
 PANEL = 128          # default side of a frame in the image grids (64 x 64 frames, upscaled)
@@ -170,7 +170,7 @@ def controller_path(run_dir: Path) -> Path:
 
 
 def rollout_entries(run_dir: Path) -> tuple[Path, list[dict]]:
-    from .data import MANIFEST, read_manifest
+    from ..data import MANIFEST, read_manifest
 
     folder = run_dir / "rollouts"
     require(folder / MANIFEST, "the rollouts: run collect first")
@@ -219,7 +219,7 @@ def check_inputs(run_dir: Path, name: str, skip_missing: bool = False) -> None:
 
 
 def note_unfinished(folder: Path) -> None:
-    from .runs import is_done
+    from ..runs import is_done
 
     if not is_done(folder):
         print(f"figures: note: {folder} has no done.json (its stage has not finished); "
@@ -329,8 +329,9 @@ def reconstruction_figure(run_dir: Path, n_frames: int = 8, size: int = PANEL,
     The frames are evenly spread over the held-out episodes, concatenated (the middle of
     ``n_frames`` equal parts), so each column usually comes from another episode.
     """
-    from .train_vae import read_episode, reconstruction_grid
-    from .vae import load_vae
+    from ..data import read_episode
+    from ..vae import reconstruction_grid
+    from ..vae import load_vae
 
     path = vae_path(run_dir)
     folder, entries = rollout_entries(run_dir)
@@ -398,11 +399,12 @@ def dream_strip_figure(run_dir: Path, steps: int = 100, every: int = 10,
     """M's dream driven by C, then the open-loop comparison, every ``every``-th step."""
     from worldmodels.agents.world_models_agent import load_controller
 
-    from .checkpoint import check_parent
-    from .dream import BatchedDream
-    from .dream_cli import decode, predict_open_loop
-    from .train_vae import read_episode
-    from .vae import frames_to_tensor, load_vae
+    from ..checkpoint import check_parent
+    from ..dream import BatchedDream
+    from ..dream import predict_open_loop
+    from ..vae import decode_frames as decode
+    from ..data import read_episode
+    from ..vae import frames_to_tensor, load_vae
 
     v_path, m_path, c_path = vae_path(run_dir), rnn_path(run_dir), controller_path(run_dir)
     folder, entries = rollout_entries(run_dir)

@@ -40,12 +40,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import runs
-from .config import Preset
-from .data import episode_files, read_manifest, read_shard
-from .logger import Logger
-from .seeds import derive_seed
-from .utils import atomic_write_json, read_json, resolve_device
+from .. import runs
+from ..config import Preset
+from ..data import episode_files, read_manifest, read_shard
+from ..logger import Logger
+from ..seeds import derive_seed
+from ..utils import atomic_write_json, read_json, resolve_device
 
 SUMMARY = "iterate.json"
 _ROUND_SEED_STREAM = 7  # keeps each round's collection tracks apart from round 0's
@@ -59,7 +59,7 @@ def reconstruction_error(vae_path: Path, rollouts: Path, n_frames: int, seed: in
                          device: str = "cpu") -> float:
     """V's mean squared error per pixel (in [0, 1] units) on ``n_frames`` frames drawn
     evenly from the episodes of ``rollouts`` (using V's mean z)."""
-    from .vae import frames_to_tensor, load_vae
+    from ..vae import frames_to_tensor, load_vae
 
     vae, _ = load_vae(vae_path, device)
     files = episode_files(rollouts, kind="rollout")
@@ -147,7 +147,8 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
             controller = train_controller(vae_path, rnn, rd / "controller", preset.controller,
                                           preset.env, device=dev,
                                           tb_dir=tb / "rounds" / f"{k:02d}" / "controller",
-                                          progress=progress)
+                                          progress=progress,
+                                          init=controller if it.warm_start else None)
             prev_wall = next((r.get("wall_s") for r in old.get("rounds", [])
                               if r.get("round") == k), None)
             entries = read_manifest(rd / "rollouts")

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .cli import CLIError, add_device_argument
-from .config import EnvConfig
-from .seeds import TEST_START
-from .utils import resolve_device
-from .video import draw_text, hstack_panels, require_display, write_video
+from ..cli import CLIError, add_device_argument
+from ..config import EnvConfig
+from ..seeds import TEST_START
+from ..utils import resolve_device
+from ..video import draw_text, hstack_panels, require_display, write_video
 
 PANEL_LABELS = ("real", "V: reconstruction", "M: next frame")
 

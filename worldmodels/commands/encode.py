@@ -27,13 +27,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import checkpoint_sha256
-from .cli import add_device_argument
-from .data import ShardError, append_manifest, read_manifest, write_shard
-from .runs import is_done, mark_done, start_run
-from .train_vae import read_episode
-from .utils import read_json, resolve_device
-from .vae import ConvVAE, frames_to_tensor, load_vae
+from ..checkpoint import checkpoint_sha256
+from ..cli import add_device_argument
+from ..data import ShardError, append_manifest, read_manifest, write_shard
+from ..runs import is_done, mark_done, start_run
+from ..data import read_episode
+from ..utils import read_json, resolve_device
+from ..vae import ConvVAE, frames_to_tensor, load_vae
 
 ENCODE_JSON = "encode.json"
 DTYPES = ("float16", "float32")

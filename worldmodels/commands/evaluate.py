@@ -24,176 +24,32 @@ with (its checkpoint's ``use_mu``). An episode depends only on its seed (the tra
 agent's z-sampling noise or the baseline policy's draws), never on the number of workers.
 Baselines: ``--policy random`` or ``--policy brownian`` instead of ``--controller``.
 
-This module also holds :class:`EpisodeRunner`, the parallel real-env episode runner that
-``train-controller`` uses for real-env ES and its periodic evaluations.
+Episodes run through :class:`worldmodels.rollouts.EpisodeRunner`, the parallel real-env
+episode runner that ``train-controller`` also uses for real-env ES and its evaluations.
 """
 
 from __future__ import annotations
 
 import argparse
-import multiprocessing as mp
 import os
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
-import torch
 from tqdm import tqdm
 
-from . import __version__
-from .checkpoint import checkpoint_sha256
-from .cli import (CLIError, add_config_arguments, add_device_argument, add_preset_argument,
+from .. import __version__
+from ..checkpoint import checkpoint_sha256
+from ..cli import (CLIError, add_config_arguments, add_device_argument, add_preset_argument,
                   config_from_args, preset_from_args)
-from .config import EnvConfig, EvalConfig
-from .seeds import test_seeds
-from .utils import atomic_write_json, resolve_device
+from ..config import EnvConfig, EvalConfig
+from ..seeds import test_seeds
+from ..rollouts import EpisodeRunner, Task
+from ..utils import atomic_write_json, resolve_device
 
 SOLVED_THRESHOLD = 900.0
 OFFICIAL_ENV_ID = "CarRacing-v3"
 
-Task = tuple[np.ndarray | None, int]   # (controller parameters or None for a policy, seed)
-
-
-def run_episode(env, agent, seed: int) -> tuple[float, int]:
-    """One episode on track ``seed``; ``agent`` is already reset. -> (return, length)."""
-    obs, _ = env.reset(seed=int(seed))
-    total, steps = 0.0, 0
-    while True:
-        obs, reward, terminated, truncated, _ = env.step(agent.act(obs))
-        total += float(reward)
-        steps += 1
-        if terminated or truncated:
-            return total, steps
-
-
-class _Worker:
-    """The env and the agent (or policy) of one process; runs tasks (params, seed)."""
-
-    def __init__(self, spec: dict[str, Any]):
-        from worldmodels.envs import make_env
-
-        self.env = make_env(EnvConfig(**spec["env"]))
-        self.policy = spec["policy"]
-        self.agent = None
-        if self.policy is None:
-            from worldmodels.agents.world_models_agent import WorldModelsAgent
-            from worldmodels.controller import Controller
-            from worldmodels.mdnrnn import load_mdnrnn
-            from worldmodels.vae import load_vae
-
-            vae, _ = load_vae(spec["vae_path"])
-            mdnrnn, _ = load_mdnrnn(spec["mdnrnn_path"])
-            controller = Controller(z_dim=vae.z_dim, hidden_size=mdnrnn.hidden_size)
-            self.agent = WorldModelsAgent(vae, mdnrnn, controller, device=spec["device"],
-                                          use_mu=spec["use_mu"])
-
-    def __call__(self, task: Task) -> tuple[float, int]:
-        params, seed = task
-        if self.agent is not None:
-            self.agent.set_params(params)
-            self.agent.reset(seed)
-            return run_episode(self.env, self.agent, seed)
-        from worldmodels.agents import make_policy
-
-        policy = make_policy(self.policy, np.random.default_rng(seed))
-        policy.reset()
-        return run_episode(self.env, policy, seed)
-
-    def close(self) -> None:
-        self.env.close()
-
-
-_WORKER: _Worker | None = None
-
-
-def _init_worker(spec: dict[str, Any]) -> None:
-    global _WORKER
-    torch.set_num_threads(1)  # one process per core; batch-1 inference gains nothing from more
-    _WORKER = _Worker(spec)
-
-
-def _run_task(task: Task) -> tuple[float, int]:
-    assert _WORKER is not None
-    return _WORKER(task)
-
-
-class EpisodeRunner:
-    """Real-env episodes of the World Models agent with given C parameters, or of a policy.
-
-    ``workers`` <= 1 runs in this process; more start a pool of spawned processes (on first
-    use), each loading V and M once. Results come back in task order.
-    """
-
-    def __init__(self, env_cfg: EnvConfig, *, vae_path: str | os.PathLike | None = None,
-                 mdnrnn_path: str | os.PathLike | None = None, policy: str | None = None,
-                 use_mu: bool = False, device: str = "cpu", workers: int = 1):
-        if (policy is None) == (vae_path is None or mdnrnn_path is None):
-            raise ValueError("EpisodeRunner needs either V and M paths or a policy name")
-        self.spec = {"env": asdict(env_cfg), "policy": policy, "use_mu": bool(use_mu),
-                     "vae_path": str(vae_path) if vae_path else None,
-                     "mdnrnn_path": str(mdnrnn_path) if mdnrnn_path else None,
-                     "device": str(resolve_device(str(device)))}  # "auto" resolved here, once
-        self.workers = max(1, int(workers))
-        self._local: _Worker | None = None
-        self._pool = None
-
-    def run(self, tasks: Sequence[Task],
-            progress: tqdm | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """-> (returns float64, lengths int64), one per task; ``progress`` advances per episode."""
-        results = []
-        threads = torch.get_num_threads()
-        try:
-            for result in self._imap(list(tasks)):
-                results.append(result)
-                if progress is not None:
-                    progress.update(1)
-        finally:
-            torch.set_num_threads(threads)
-        returns = np.array([r for r, _ in results], dtype=np.float64)
-        lengths = np.array([n for _, n in results], dtype=np.int64)
-        return returns, lengths
-
-    def _imap(self, tasks: list[Task]):
-        if self.workers == 1 or len(tasks) == 1:
-            if self._local is None:
-                self._local = _Worker(self.spec)
-            # Batch-1 convolutions run several times faster on one thread than on two
-            # competing ones; run() restores the thread count.
-            torch.set_num_threads(1)
-            return map(self._local, tasks)
-        if self._pool is None:
-            # An executor, not multiprocessing.Pool: a worker that fails to start breaks it
-            # with an error, where a Pool would respawn the failing worker forever.
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                             initializer=_init_worker, initargs=(self.spec,))
-        return self._checked(self._pool.map(_run_task, tasks))
-
-    @staticmethod
-    def _checked(results):
-        try:
-            yield from results
-        except BrokenProcessPool as e:
-            raise RuntimeError(
-                "a real-env worker process died or failed to start; its error is printed "
-                "above (workers are spawned: a script that starts them needs an "
-                "`if __name__ == \"__main__\":` guard)") from e
-
-    def close(self, cancel: bool = False) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=not cancel, cancel_futures=cancel)
-            self._pool = None
-        if self._local is not None:
-            self._local.close()
-            self._local = None
-
-    def __enter__(self) -> "EpisodeRunner":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close(cancel=exc[0] is not None)  # an error or Ctrl-C: drop queued episodes
 
 
 def summarize(returns: np.ndarray) -> dict[str, Any]:

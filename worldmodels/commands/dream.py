@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .cli import CLIError, add_device_argument
-from .dream import BatchedDream
-from .utils import resolve_device
-from .vae import ConvVAE, frames_to_tensor, load_vae, tensor_to_frames
-from .video import VIDEO_EXTENSIONS, NoDisplayError, Window, diff_image, hstack_panels, write_video
+from ..cli import CLIError, add_device_argument
+from ..dream import BatchedDream, predict_open_loop
+from ..utils import resolve_device
+from ..vae import ConvVAE, decode_frames, load_vae
+from ..video import VIDEO_EXTENSIONS, NoDisplayError, Window, diff_image, hstack_panels, write_video
 
 DEFAULT_STEPS = 300
 EPISODE_STEPS = 1000  # a --keyboard episode restarts after this many steps, as CarRacing's do
@@ -96,21 +96,11 @@ def save(args: argparse.Namespace, frames: list[np.ndarray], tb_frames: list[np.
         write_video(args.record, np.stack(frames), fps=args.fps)
         print(f"wrote {args.record} ({len(frames)} frames)")
     if args.tb_dir:
-        from .logger import Logger
+        from ..logger import Logger
 
         with Logger(args.tb_dir) as logger:
             logger.video(tag, np.stack(tb_frames), step=0, fps=args.fps)
         print(f"logged {tag} to TensorBoard in {args.tb_dir}")
-
-
-def decode(vae: ConvVAE, z: torch.Tensor, chunk: int = 256) -> np.ndarray:
-    """Latents (T x Z) -> T x 64 x 64 x 3 uint8 frames through V's decoder."""
-    device = next(vae.parameters()).device
-    out = []
-    with torch.inference_mode():
-        for part in z.split(chunk):
-            out.append(tensor_to_frames(vae.decode(part.to(device))).cpu().numpy())
-    return np.concatenate(out)
 
 
 def action_source(args: argparse.Namespace):
@@ -162,7 +152,7 @@ def dream_video(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDream):
         if done[0]:
             print(f"M ended the dream at step {t + 1} (done head)")
             break
-    images = decode(vae, torch.stack(zs))
+    images = decode_frames(vae, torch.stack(zs))
     print(f"dream: {len(zs) - 1} steps, return {ret:.1f} (temperature {args.temperature})")
 
     def panels(size: int) -> list[np.ndarray]:
@@ -172,7 +162,7 @@ def dream_video(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDream):
 
 
 def load_episode(folder: str, index: int) -> dict[str, np.ndarray]:
-    from .data import ShardError, read_manifest, read_shard
+    from ..data import ShardError, read_manifest, read_shard
 
     entries = read_manifest(folder)
     if not entries:
@@ -185,31 +175,6 @@ def load_episode(folder: str, index: int) -> dict[str, np.ndarray]:
         return read_shard(Path(folder) / match[0]["file"], kind="rollout")
     except ShardError as e:
         raise CLIError(str(e)) from e
-
-
-def predict_open_loop(vae: ConvVAE, dream: BatchedDream, real: np.ndarray, actions: np.ndarray,
-                      steps: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, list[float]]:
-    """M's open-loop prediction of a real episode, decoded through V.
-
-    From V's mean encoding of ``real[0]``, M steps with the episode's own ``actions[:steps]``
-    (never seeing another real frame). Returns the real frames ``real[:steps + 1]``, the
-    predicted frames (same shape; frame 0 is V's reconstruction of the start) and the mean
-    absolute pixel error of each predicted frame (in [0, 1]). ``dream`` should not end
-    episodes (``done_threshold=1.0``), so that it follows the real episode to its end.
-    """
-    device = next(vae.parameters()).device
-    with torch.inference_mode():
-        mu, _ = vae.encode(frames_to_tensor(torch.from_numpy(real[:1]).to(device)))
-    z, _ = dream.reset(1, seed, z=mu)
-    zs = [z[0]]
-    for t in range(steps):
-        z, *_ = dream.step(actions[t:t + 1])
-        zs.append(z[0])
-    pred = decode(vae, torch.stack(zs))
-    real = real[:steps + 1]
-    err = [float(np.mean(np.abs(r.astype(np.float32) - p.astype(np.float32))) / 255)
-           for r, p in zip(real, pred)]
-    return real, pred, err
 
 
 def open_loop(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDream):
@@ -260,7 +225,7 @@ def drive_with_keyboard(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDr
             ret += float(reward[0])
             t += 1
             total += 1
-            frame = hstack_panels([decode(vae, z)[0]], [f"dream {caption(t, action, ret)}"], size=size)
+            frame = hstack_panels([decode_frames(vae, z)[0]], [f"dream {caption(t, action, ret)}"], size=size)
             window.show(frame)
             if args.record:
                 recorded.append(frame)

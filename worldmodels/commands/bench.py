@@ -25,9 +25,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from . import __version__
-from .cli import add_device_argument
-from .utils import atomic_write_json, resolve_device
+from .. import __version__
+from ..cli import add_device_argument
+from ..utils import atomic_write_json, resolve_device
 
 OFFICIAL, FAST = "CarRacing-v3", "worldmodels/CarRacingFast-v3"
 
@@ -98,7 +98,7 @@ def bench_env(quick: bool, device: torch.device) -> dict[str, float]:
 
 def bench_collect(quick: bool, device: torch.device) -> dict[str, float]:
     from .collect import collect_rollouts
-    from .config import CollectConfig, EnvConfig
+    from ..config import CollectConfig, EnvConfig
 
     cores = os.cpu_count() or 1
     episodes, max_steps = (cores, 200) if quick else (2 * cores, 1000)
@@ -113,7 +113,7 @@ def bench_collect(quick: bool, device: torch.device) -> dict[str, float]:
 # --- V -------------------------------------------------------------------------------------------
 
 def bench_vae(quick: bool, device: torch.device) -> dict[str, float]:
-    from .vae import ConvVAE, frames_to_tensor, vae_loss
+    from ..vae import ConvVAE, frames_to_tensor, vae_loss
 
     torch.manual_seed(0)
     vae = ConvVAE().to(device)
@@ -147,9 +147,9 @@ def bench_vae(quick: bool, device: torch.device) -> dict[str, float]:
 
 def _encode_end_to_end(vae, quick: bool, device: torch.device) -> float:
     """`worldmodels encode` on synthetic 1000-frame rollouts: decompress, encode, write."""
-    from .checkpoint import save_checkpoint
-    from .config import VAEConfig
-    from .data import append_manifest, shard_name, write_shard
+    from ..checkpoint import save_checkpoint
+    from ..config import VAEConfig
+    from ..data import append_manifest, shard_name, write_shard
     from .encode import encode_rollouts
 
     episodes = 3 if quick else 10
@@ -178,7 +178,7 @@ def _encode_end_to_end(vae, quick: bool, device: torch.device) -> float:
 # --- M -------------------------------------------------------------------------------------------
 
 def bench_rnn(quick: bool, device: torch.device) -> dict[str, float]:
-    from .mdnrnn import MDNRNN, mdnrnn_loss
+    from ..mdnrnn import MDNRNN, mdnrnn_loss
 
     torch.manual_seed(0)
     model = MDNRNN().to(device)
@@ -205,8 +205,8 @@ def bench_rnn(quick: bool, device: torch.device) -> dict[str, float]:
 # --- C -------------------------------------------------------------------------------------------
 
 def bench_dream(quick: bool, device: torch.device) -> dict[str, float]:
-    from .dream import BatchedDream
-    from .mdnrnn import MDNRNN
+    from ..dream import BatchedDream
+    from ..mdnrnn import MDNRNN
 
     torch.manual_seed(0)
     model = MDNRNN().to(device).eval()
@@ -232,8 +232,8 @@ def _reference_dream(model, params: torch.Tensor, init: torch.Tensor, steps: int
     """The straightforward dream that :class:`BatchedDream` replaces, for the speed ratio:
     per step, B controllers act (bmm), M's fused LSTM cell and heads run, z is sampled from
     the tempered mixture with ``sample_z`` and the done head is thresholded."""
-    from .controller import act_batched, unflatten
-    from .mdnrnn import done_from_logit, sample_z
+    from ..controller import act_batched, unflatten
+    from ..mdnrnn import done_from_logit, sample_z
 
     B = params.shape[0]
     w, b = unflatten(params, model.z_dim + model.hidden_size, model.action_dim)
@@ -253,7 +253,7 @@ def _reference_dream(model, params: torch.Tensor, init: torch.Tensor, steps: int
 
 
 def bench_es(quick: bool, device: torch.device) -> dict[str, float]:
-    from .es import CMAES
+    from ..es import CMAES
 
     es = CMAES(n_params=867, sigma0=0.1, popsize=64, seed=0)
     rng = np.random.default_rng(0)
@@ -268,7 +268,7 @@ def bench_es(quick: bool, device: torch.device) -> dict[str, float]:
 
 def bench_eval(quick: bool, device: torch.device) -> dict[str, float]:
     """Evaluation of a (random-weight) World Models agent on the fast env, all cores."""
-    from .config import EnvConfig
+    from ..config import EnvConfig
     from .evaluate import evaluate_agent
 
     cores = os.cpu_count() or 1
@@ -285,11 +285,11 @@ def bench_eval(quick: bool, device: torch.device) -> dict[str, float]:
 
 
 def _random_agent_checkpoints(folder: Path) -> Path:
-    from .checkpoint import checkpoint_sha256, save_checkpoint
-    from .config import ControllerConfig, MDNRNNConfig, VAEConfig
-    from .controller import Controller
-    from .mdnrnn import MDNRNN
-    from .vae import ConvVAE
+    from ..checkpoint import checkpoint_sha256, save_checkpoint
+    from ..config import ControllerConfig, MDNRNNConfig, VAEConfig
+    from ..controller import Controller
+    from ..mdnrnn import MDNRNN
+    from ..vae import ConvVAE
 
     torch.manual_seed(0)
     vae = save_checkpoint(folder / "vae.pt", kind="vae", config=asdict(VAEConfig()),

@@ -36,14 +36,14 @@ from typing import Callable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from .cli import (CLIError, add_config_arguments, add_preset_argument, config_from_args,
+from ..cli import (CLIError, add_config_arguments, add_preset_argument, config_from_args,
                   preset_from_args, sigterm_as_interrupt)
-from .config import CollectConfig, EnvConfig, to_dict
-from .data import (MANIFEST, ShardError, append_manifest, read_manifest, read_shard, shard_name,
+from ..config import CollectConfig, EnvConfig, to_dict
+from ..data import (MANIFEST, ShardError, append_manifest, read_manifest, read_shard, shard_name,
                    write_shard)
-from .runs import mark_done, start_run
-from .seeds import derive_seed
-from .utils import sha256_file
+from ..runs import mark_done, start_run
+from ..seeds import derive_seed
+from ..utils import sha256_file
 
 RUN_FILE = "collect.json"
 _POLICY_STREAM = 1  # extra seed key, so the policy's numbers differ from the track's

@@ -36,15 +36,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from .checkpoint import load_checkpoint, load_state, save_checkpoint
-from .cli import (add_config_arguments, add_device_argument, add_preset_argument,
+from ..checkpoint import load_checkpoint, load_state, save_checkpoint
+from ..cli import (add_config_arguments, add_device_argument, add_preset_argument,
                   config_from_args, preset_from_args)
-from .config import VAEConfig
-from .data import ShardError, episode_files, read_manifest, read_shard
-from .logger import Logger
-from .runs import is_done, mark_done, read_done, start_run
-from .utils import check_finite, resolve_device, seed_everything, sha256_file
-from .vae import ConvVAE, frames_to_tensor, tensor_to_frames, vae_loss
+from ..config import VAEConfig
+from ..data import ShardError, episode_files, read_episode, read_manifest
+from ..logger import Logger
+from ..runs import is_done, mark_done, read_done, start_run
+from ..utils import check_finite, resolve_device, seed_everything
+from ..vae import ConvVAE, frames_to_tensor, reconstruction_grid, tensor_to_frames, vae_loss
 
 CHECKPOINT = "vae.pt"
 WINDOW_FRAMES = 20_000
@@ -59,27 +59,6 @@ N_IMAGES = 8
 
 # ---------------------------------------------------------------------------------------------
 # Reading episodes
-
-
-def read_episode(folder: Path, entry: dict, kind: str = "rollout",
-                 keys: list[str] | None = None) -> dict[str, np.ndarray]:
-    """Read the shard of a manifest entry, checking its sha256 and length first.
-
-    The hash check costs ~2 ms per 1000-frame shard and turns any damage into a
-    :class:`ShardError` naming the file (a damaged deflate stream would otherwise surface as
-    a bare ``zlib.error``).
-    """
-    path = Path(folder) / entry["file"]
-    if not path.is_file():
-        raise ShardError(f"shard listed in {Path(folder) / 'manifest.jsonl'} is missing: {path}")
-    if sha256_file(path) != entry["sha256"]:
-        raise ShardError(f"shard {path} does not match the sha256 in its manifest "
-                         "(corrupt or changed)")
-    arrays = read_shard(path, kind, keys)
-    length = len(next(iter(arrays.values())))
-    if length != int(entry["length"]):
-        raise ShardError(f"shard {path} has {length} steps, its manifest says {entry['length']}")
-    return arrays
 
 
 def split_episodes(data_dir: Path, val_episodes: int,
@@ -290,16 +269,6 @@ def pick_image_frames(data_dir: Path, episodes: list[dict], n: int = N_IMAGES) -
 
 
 @torch.inference_mode()
-def reconstruction_grid(vae: ConvVAE, frames: np.ndarray, device: torch.device) -> np.ndarray:
-    """Real frames (top row) over their reconstructions decode(mu) (bottom row), HWC uint8."""
-    vae.eval()
-    x = frames_to_tensor(torch.from_numpy(frames).to(device))
-    recon = tensor_to_frames(vae.decode(vae.encode(x)[0])).cpu().numpy()
-    vae.train()
-    return np.concatenate([np.concatenate(list(frames), axis=1),
-                           np.concatenate(list(recon), axis=1)], axis=0)
-
-
 @torch.inference_mode()
 def prior_samples(vae: ConvVAE, z: torch.Tensor, per_row: int = N_IMAGES) -> np.ndarray:
     """Decoded z (e.g. drawn from N(0, I)) as a grid of ``per_row`` frames a row, HWC uint8."""

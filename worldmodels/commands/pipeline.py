@@ -20,9 +20,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from .cli import CLIError, add_device_argument, add_preset_argument, preset_from_args
-from .config import Preset, to_dict
-from .utils import atomic_write_json, read_json
+from ..cli import CLIError, add_device_argument, add_preset_argument, preset_from_args
+from ..config import Preset, to_dict
+from ..utils import atomic_write_json, read_json
 
 SECTIONS = ("env", "collect", "vae", "rnn", "controller", "eval", "iterate")
 STAGES = ("collect", "train-vae", "encode", "train-rnn", "train-controller", "iterate",
@@ -155,8 +155,8 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
 def _finished_evaluation(results: Path, controller: Path, preset: Preset) -> dict[str, Any] | None:
     """The results in ``results`` if they already score ``controller`` (same file, by sha256)
     on the episodes and env ``preset`` asks for, else None (evaluate again)."""
-    from .checkpoint import checkpoint_sha256
-    from .seeds import test_seeds
+    from ..checkpoint import checkpoint_sha256
+    from ..seeds import test_seeds
 
     if not (results.is_file() and controller.is_file()):
         return None
