@@ -292,3 +292,48 @@ def test_warm_start_begins_at_the_previous_c_and_resumes(agent_models, tmp_path)
     np.testing.assert_allclose(load_controller(out)[0].get_flat(), start, atol=1e-4)
     assert read_json(tmp_path / "warm" / "config.json")["config"]["init_sha256"] == \
         checkpoint_sha256(c)
+
+
+# --- the reward ensemble ------------------------------------------------------------------
+
+def test_ensemble_fitness_is_the_mean_over_reward_heads_and_the_penalty_charges_disagreement():
+    ens = tiny_m(reward_heads=3)
+    with torch.no_grad():
+        ens.reward_head.weight.normal_(0, 0.5)
+        ens.reward_head.bias.copy_(torch.tensor([0.5, -0.2, 1.0]))
+    members = []
+    for k in range(3):  # the same M with head k alone
+        m = tiny_m()
+        m.load_state_dict({**ens.state_dict(),
+                           "reward_head.weight": ens.reward_head.weight[k:k + 1].clone(),
+                           "reward_head.bias": ens.reward_head.bias[k:k + 1].clone()})
+        members.append(m)
+    init = (torch.randn(3, Z), torch.full((3, Z), -2.0))
+    params = torch.randn(4, 3 + (Z + H) * 3) * 0.3
+
+    def returns(m, **kw):
+        return BatchedDream(m, *init, temperature=1.0, max_steps=12, **kw).evaluate(params, 5, 3)
+
+    mean = torch.stack([returns(m) for m in members]).mean(0)
+    torch.testing.assert_close(returns(ens), mean, rtol=1e-5, atol=1e-5)
+    assert (returns(ens, reward_penalty=1.0) < mean - 1e-3).all()
+
+
+def test_reward_heads_learn_from_their_own_halves():
+    from worldmodels.commands.train_rnn import bootstrap_weights
+    from worldmodels.mdnrnn import mdnrnn_loss
+
+    w = bootstrap_weights(torch.arange(0, 4000, 7), 4, seed=0)
+    assert w.shape == (572, 4) and set(w.unique().tolist()) == {0.0, 1.0}
+    assert 0.4 < w.mean() < 0.6 and not torch.equal(w[:, 0], w[:, 1])
+    torch.testing.assert_close(bootstrap_weights(torch.arange(0, 4000, 7), 4, seed=0), w)
+
+    m = tiny_m(reward_heads=2).train()
+    z, a = torch.randn(3, 4, Z), torch.rand(3, 4, 3)
+    out, _ = m(z, a)
+    target = torch.randn(3, 4)
+    only = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # head 0: rows 0-1, head 1: row 2
+    loss = mdnrnn_loss(out, z, target, torch.zeros(3, 4, dtype=torch.bool), reward_weights=only)
+    expect = ((out.reward[:2, :, 0] - target[:2]) ** 2).mean() / 2 + \
+        ((out.reward[2:, :, 1] - target[2:]) ** 2).mean() / 2
+    torch.testing.assert_close(loss.reward_mse, expect)

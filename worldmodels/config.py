@@ -107,6 +107,8 @@ class MDNRNNConfig:
     """Weight of the done BCE in the total loss."""
     dropout: float = 0.0
     """Dropout's Dream Land: drop entries of z and h at the LSTM's input while training, one mask per sequence (0: off)."""
+    reward_heads: int = 1
+    """Reward heads: K > 1 is an ensemble, each head trained on a fixed half of the sequences (the dream can charge for their disagreement)."""
     seq_len: int = 999
     """Timesteps per training sequence (chunks of episodes; 999 = whole 1000-frame episodes)."""
     batch_size: int = 100
@@ -147,6 +149,8 @@ class ControllerConfig:
     """A dream step is terminal when the done probability exceeds this (sampled if ``sample_done``)."""
     sample_done: bool = False
     """Sample done from Bernoulli(p) instead of thresholding p."""
+    reward_penalty: float = 0.0
+    """The dream pays mean - reward_penalty * std over M's reward heads (MOPO-style pessimism; needs rnn.reward_heads > 1; 0: their mean)."""
     dream_dropout: float = 0.0
     """Dropout's Dream Land: drop entries of z and h at M's LSTM input in the dream, one mask per dream episode, so each episode is a slightly different world (0: off)."""
     use_mu: bool = False
@@ -259,7 +263,7 @@ PRESETS["laptop-dream"] = replace(
 
 ADDED_FIELDS: dict[str, Any] = {
     "dropout": 0.0, "dream_dropout": 0.0, "exploit_gap": 150.0, "controller": "",
-    "action_noise": 0.1, "brownian_share": 0.0,
+    "action_noise": 0.1, "brownian_share": 0.0, "reward_heads": 1, "reward_penalty": 0.0,
 }
 """Config fields added after 0.1.0, with the value that behaves as 0.1.0 did: a run folder
 started by 0.1.0 (whose config.json lacks them) resumes when they hold these values."""

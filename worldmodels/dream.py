@@ -8,8 +8,8 @@ and z_0 = mu + exp(logvar / 2) * eps. Then, every step, with h_0 = c_0 = 0:
     h_t+1, c_t+1   = LSTM([z_t, a_t], (h_t, c_t))
     z_t+1          ~ the mixture on h_t+1 at temperature tau (logits / tau, std * sqrt(tau))
     reward_t       = the reward head on h_t+1: its mean prediction, never sampled (it was
-                     trained by MSE, so the head's output is the expected reward)
-    terminated_t   = done probability > ``done_threshold``, or ~ Bernoulli(p) if ``sample_done``
+                     trained by MSE, so the head's output is the expected reward); with K reward
+                     heads, their mean minus ``reward_penalty`` times their std
 
 A dream that has terminated is frozen: its z, h and c no longer change, it stays done and
 earns no more reward. Episodes are cut at ``max_steps``.
@@ -51,7 +51,7 @@ class _Batch:
     x: list[torch.Tensor]       # 2 x (B x (Z + H + A)): [z, h, a], the LSTM's input
     c: list[torch.Tensor]       # 2 x (B x H): LSTM cell
     gates: torch.Tensor         # B x 4H, gate order i, f, o, g
-    heads: torch.Tensor         # B x (3*K*Z + 2): logits, means, log2-stds (K x Z each), reward, done
+    heads: torch.Tensor         # B x (3*K*Z + R + 1): logits, means, log2-stds (K x Z each), R reward heads, done
     scores: torch.Tensor        # B x K x Z: logits / tau + Gumbel noise
     best: torch.Tensor          # B x 1 x Z: their max over the K components
     pick: torch.Tensor          # B x K x Z (bool): the chosen component
@@ -77,12 +77,15 @@ class BatchedDream:
     def __init__(self, mdnrnn: MDNRNN, initial_mu: torch.Tensor, initial_logvar: torch.Tensor,
                  temperature: float = 1.0, max_steps: int = 1000, done_threshold: float = 0.5,
                  sample_done: bool = False, device: str | torch.device = "cpu",
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, reward_penalty: float = 0.0):
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.dropout = float(dropout)
+        if not 0.0 <= reward_penalty < math.inf:
+            raise ValueError(f"reward_penalty must be finite and >= 0, got {reward_penalty}")
+        self.reward_penalty = float(reward_penalty)
         if max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
         if not 0.0 <= done_threshold <= 1.0:
@@ -96,6 +99,7 @@ class BatchedDream:
         self.action_dim, self.n_gaussians = mdnrnn.action_dim, mdnrnn.n_gaussians
         self.has_reward = mdnrnn.reward_head is not None
         self.has_done = mdnrnn.done_head is not None
+        self.reward_heads = mdnrnn.reward_head.out_features if self.has_reward else 1
 
         mu = torch.as_tensor(initial_mu, dtype=torch.float32)
         logvar = torch.as_tensor(initial_logvar, dtype=torch.float32)
@@ -280,7 +284,7 @@ class BatchedDream:
             torch.addcmul(s.sel[:, 0].view(groups, n, Z), sigma.view(groups, n, Z), eps,
                           out=z_next.view(groups, n, Z))
 
-        s.ret.addcmul_(heads[:, -2], s.alive)
+        s.ret.addcmul_(self._reward(heads), s.alive)
         if s.any_done:  # terminated dreams keep their state
             done = s.done.unsqueeze(1)
             torch.where(done, x[:, :Z + H], x_next[:, :Z + H], out=x_next[:, :Z + H])
@@ -295,6 +299,18 @@ class BatchedDream:
         s.x.reverse()
         s.c.reverse()
         s.t += 1
+
+    def _reward(self, heads: torch.Tensor) -> torch.Tensor:
+        """The reward of each dream: its single head, or over K heads their mean minus
+        ``reward_penalty`` times their std (disagreement marks what M has not seen)."""
+        r0 = 3 * self.n_gaussians * self.z_dim
+        if self.reward_heads == 1:
+            return heads[:, r0]
+        r = heads[:, r0:r0 + self.reward_heads]
+        if self.reward_penalty == 0:
+            return r.mean(1)
+        std, mean = torch.std_mean(r, dim=1, correction=0)
+        return mean - self.reward_penalty * std
 
     def _select(self, s: _Batch, scores: torch.Tensor, mdn: torch.Tensor) -> None:
         """s.sel = mean and log2-std of the component with the highest score, per dim.
@@ -367,7 +383,7 @@ class BatchedDream:
             s.x[0][:, self.z_dim + self.hidden_size:] = action
             alive = s.alive.clone()
             self._advance(s, 1, self._noise(B, self._generator))
-            reward = s.heads[:, -2] * alive
+            reward = self._reward(s.heads) * alive
         return self.z, self.h, reward.clone(), s.done.clone()
 
     def _current(self) -> _Batch:

@@ -38,16 +38,21 @@ class MDNOutput(NamedTuple):
 class MDNRNN(nn.Module):
     def __init__(self, z_dim: int = 32, action_dim: int = 3, hidden_size: int = 256,
                  n_gaussians: int = 5, predict_reward: bool = True, predict_done: bool = True,
-                 dropout: float = 0.0):
+                 dropout: float = 0.0, reward_heads: int = 1):
         super().__init__()
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {dropout}")
         self.dropout = float(dropout)
+        if reward_heads < 1:
+            raise ValueError(f"reward_heads must be >= 1, got {reward_heads}")
+        self.reward_heads = int(reward_heads)
         self.z_dim, self.action_dim = z_dim, action_dim
         self.hidden_size, self.n_gaussians = hidden_size, n_gaussians
         self.lstm = nn.LSTM(z_dim + action_dim, hidden_size, batch_first=True)
         self.mdn = nn.Linear(hidden_size, z_dim * n_gaussians * 3)
-        self.reward_head = nn.Linear(hidden_size, 1) if predict_reward else None
+        # K > 1 reward heads: an ensemble, each trained on its own half of the sequences,
+        # whose disagreement the dream can charge for (``reward_penalty``).
+        self.reward_head = nn.Linear(hidden_size, reward_heads) if predict_reward else None
         self.done_head = nn.Linear(hidden_size, 1) if predict_done else None
 
     def initial_state(self, batch: int, device: torch.device | str | None = None) -> State:
@@ -61,7 +66,10 @@ class MDNRNN(nn.Module):
         logpi = F.log_softmax(out[..., 0, :], dim=-1)
         mu = out[..., 1, :]
         logsigma = out[..., 2, :]
-        reward = self.reward_head(h).squeeze(-1) if self.reward_head is not None else None
+        reward = None
+        if self.reward_head is not None:
+            reward = self.reward_head(h)  # ... x K, or ... for a single head
+            reward = reward.squeeze(-1) if self.reward_heads == 1 else reward
         done = self.done_head(h).squeeze(-1) if self.done_head is not None else None
         return MDNOutput(logpi, mu, logsigma, reward, done)
 
@@ -147,16 +155,32 @@ class MDNLoss(NamedTuple):
 def mdnrnn_loss(out: MDNOutput, z_next: torch.Tensor, reward: torch.Tensor, done: torch.Tensor,
                 mask: torch.Tensor | None = None, done_pos_weight: float = 10.0,
                 reward_weight: float = 1.0, done_weight: float = 1.0,
-                z_mask: torch.Tensor | None = None) -> MDNLoss:
+                z_mask: torch.Tensor | None = None,
+                reward_weights: torch.Tensor | None = None) -> MDNLoss:
     """The training loss of M: GMM NLL + reward MSE + weighted done BCE, over unmasked steps.
 
     ``mask`` selects the steps whose reward and done count; ``z_mask`` (default: ``mask``)
     those whose z_next counts. They differ at the last step of an episode, which has a
-    reward and a done target but no next frame.
+    reward and a done target but no next frame. With K reward heads (``out.reward`` ... x K),
+    ``reward_weights`` (B x K, 0 or 1) says which sequences each head learns from (its
+    bootstrap); the reward MSE is the mean over heads of each head's masked mean.
     """
     nll = gmm_nll(z_next, out, mask if z_mask is None else z_mask)
     zero = nll.new_zeros(())
-    reward_mse = masked_mean((out.reward - reward).pow(2), mask) if out.reward is not None else zero
+    if out.reward is None:
+        reward_mse = zero
+    elif out.reward.dim() == reward.dim():
+        reward_mse = masked_mean((out.reward - reward).pow(2), mask)
+    else:
+        err = (out.reward - reward.unsqueeze(-1)).pow(2)                 # B x T x K
+        m = (torch.ones_like(reward, dtype=torch.bool) if mask is None else mask.bool())
+        w = m.unsqueeze(-1).to(err.dtype)                                # B x T x 1
+        if reward_weights is not None:
+            w = w * reward_weights.unsqueeze(1).to(err.dtype)            # B x T x K
+        w = w.expand_as(err)
+        per_head = (torch.where(w > 0, err, err.new_zeros(())) * w).sum((0, 1)) / \
+            w.sum((0, 1)).clamp(min=1)
+        reward_mse = per_head.mean()
     if out.done_logit is not None:
         pos_weight = torch.tensor(done_pos_weight, device=nll.device, dtype=nll.dtype)
         bce = F.binary_cross_entropy_with_logits(out.done_logit, done.to(nll.dtype),
@@ -214,6 +238,7 @@ def load_mdnrnn(path, device: str | torch.device = "cpu",
     c = ckpt["config"]
     model = MDNRNN(z_dim=c["z_dim"], action_dim=c["action_dim"], hidden_size=c["hidden_size"],
                    n_gaussians=c["n_gaussians"], predict_reward=c["predict_reward"],
-                   predict_done=c["predict_done"], dropout=c.get("dropout", 0.0))
+                   predict_done=c["predict_done"], dropout=c.get("dropout", 0.0),
+                   reward_heads=c.get("reward_heads", 1))
     load_state(model, ckpt["model"], path)
     return model.to(device).eval(), ckpt

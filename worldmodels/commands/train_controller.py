@@ -119,7 +119,8 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
         dream = BatchedDream.from_checkpoint(
             mdnrnn_path, resolve_device(device), vae_path=vae_path, temperature=cfg.temperature,
             max_steps=cfg.dream_max_steps, done_threshold=cfg.done_threshold,
-            sample_done=cfg.sample_done, dropout=cfg.dream_dropout)
+            sample_done=cfg.sample_done, dropout=cfg.dream_dropout,
+            reward_penalty=cfg.reward_penalty)
     # Real-env episodes run on CPU: batch-1 inference of V, M and C gains nothing from a GPU.
     runner = EpisodeRunner(env_cfg, vae_path=vae_path, mdnrnn_path=mdnrnn_path,
                            use_mu=cfg.use_mu, device="cpu", workers=cfg.workers)

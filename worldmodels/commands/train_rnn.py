@@ -83,6 +83,7 @@ class Batch(NamedTuple):
     done: torch.Tensor     # B x W bool, terminated[t]
     mask: torch.Tensor     # B x W bool, real steps (reward and done count)
     z_mask: torch.Tensor   # B x W bool, real steps with a next frame (the NLL counts)
+    start: torch.Tensor    # B, index of each sequence's first step (its identity)
 
 
 def read_encode_record(latent_dir: str | os.PathLike, z_dim: int) -> dict:
@@ -166,20 +167,33 @@ def make_batch(data: LatentData, seqs: Sequences, device: torch.device | str = "
     z_mask = offsets < seqs.n_z[:, None]
     return Batch(z[:, :-1], data.action[steps].to(device), z[:, 1:],
                  data.reward[steps].to(device), data.terminated[steps].to(device),
-                 mask.to(device), z_mask.to(device))
+                 mask.to(device), z_mask.to(device), seqs.start.to(device))
+
+
+def bootstrap_weights(start: torch.Tensor, heads: int, seed: int) -> torch.Tensor:
+    """B x K, 0 or 1: whether reward head k learns from the sequence starting at ``start``.
+    A fixed half of the sequences per head, from (seed, sequence, head) alone, so epochs and
+    resumed runs agree."""
+    k = torch.arange(heads, device=start.device)
+    h = (start.long().unsqueeze(1) * 2654435761 + k * 40503 + seed * 97) % 1000003
+    return ((h * 69069 + 12345) % 1000003 % 2).to(torch.float32)
 
 
 def batch_loss(model: MDNRNN, batch: Batch, cfg: MDNRNNConfig):
     out, _ = model(batch.z, batch.action)
+    weights = (bootstrap_weights(batch.start, cfg.reward_heads, cfg.seed)
+               if cfg.reward_heads > 1 else None)
     return mdnrnn_loss(out, batch.z_next, batch.reward, batch.done, mask=batch.mask,
                        z_mask=batch.z_mask, done_pos_weight=cfg.done_pos_weight,
-                       reward_weight=cfg.reward_weight, done_weight=cfg.done_weight)
+                       reward_weight=cfg.reward_weight, done_weight=cfg.done_weight,
+                       reward_weights=weights)
 
 
 def build_model(cfg: MDNRNNConfig) -> MDNRNN:
     return MDNRNN(z_dim=cfg.z_dim, action_dim=cfg.action_dim, hidden_size=cfg.hidden_size,
                   n_gaussians=cfg.n_gaussians, predict_reward=cfg.predict_reward,
-                  predict_done=cfg.predict_done, dropout=cfg.dropout)
+                  predict_done=cfg.predict_done, dropout=cfg.dropout,
+                  reward_heads=cfg.reward_heads)
 
 
 def epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
