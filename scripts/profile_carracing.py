@@ -23,7 +23,6 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
-
 import worldmodels.envs  # noqa: E402,F401  (registers worldmodels/CarRacingFast-v3)
 
 ENV_IDS = {"official": "CarRacing-v3", "fast": "worldmodels/CarRacingFast-v3"}

@@ -1,4 +1,5 @@
-"""Thin entry point: same as `worldmodels train-controller ...` (see `worldmodels train-controller --help`)."""
+"""Thin entry point: same as `worldmodels train-controller ...`
+(see `worldmodels train-controller --help`)."""
 import sys
 
 from worldmodels.cli import main

@@ -15,13 +15,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import assert_process_group_ends
+from worldmodels.agents import make_policy
+from worldmodels.envs import make_env
 
 from worldmodels import cli
-from worldmodels.agents import make_policy
 from worldmodels.commands.collect import collect_episode, collect_rollouts, episode_seeds
 from worldmodels.config import CollectConfig, EnvConfig
 from worldmodels.data import MANIFEST, episode_files, read_manifest, read_shard
-from worldmodels.envs import make_env
 from worldmodels.runs import RunConfigMismatch, is_done
 from worldmodels.utils import sha256_file
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from worldmodels.agents.world_models_agent import WorldModelsAgent
 
 from worldmodels import runs
-from worldmodels.agents.world_models_agent import WorldModelsAgent
 from worldmodels.checkpoint import CheckpointError, checkpoint_sha256, load_checkpoint, save_checkpoint
 from worldmodels.config import ControllerConfig, MDNRNNConfig, VAEConfig
 from worldmodels.controller import Controller, map_action

@@ -8,12 +8,34 @@ import pytest
 import torch
 
 from worldmodels import __version__
-from worldmodels.checkpoint import (CheckpointError, check_parent, checkpoint_sha256,
-                                    load_checkpoint, load_state, save_checkpoint)
-from worldmodels.config import (PRESETS, ControllerConfig, MDNRNNConfig, Preset, VAEConfig,
-                                field_docs, from_dict, get_preset, to_dict, with_overrides)
-from worldmodels.data import (ShardError, append_manifest, episode_files, read_manifest,
-                              read_shard, write_shard)
+from worldmodels.checkpoint import (
+    CheckpointError,
+    check_parent,
+    checkpoint_sha256,
+    load_checkpoint,
+    load_state,
+    save_checkpoint,
+)
+from worldmodels.config import (
+    PRESETS,
+    ControllerConfig,
+    MDNRNNConfig,
+    Preset,
+    VAEConfig,
+    field_docs,
+    from_dict,
+    get_preset,
+    to_dict,
+    with_overrides,
+)
+from worldmodels.data import (
+    ShardError,
+    append_manifest,
+    episode_files,
+    read_manifest,
+    read_shard,
+    write_shard,
+)
 from worldmodels.runs import RunConfigMismatch, is_done, mark_done, start_run
 from worldmodels.utils import atomic_write
 from worldmodels.vae import ConvVAE
@@ -87,7 +109,8 @@ def test_checkpoint_errors_name_the_file(tmp_path):
         load_checkpoint(truncated)
     with pytest.raises(CheckpointError, match="is a 'vae' checkpoint, expected 'mdnrnn'"):
         load_checkpoint(good, kind="mdnrnn")
-    with pytest.raises(CheckpointError, match="shape fc_mu.weight: checkpoint \\(4, 1024\\) vs model \\(32, 1024\\)"):
+    with pytest.raises(CheckpointError,
+                       match="shape fc_mu.weight: checkpoint \\(4, 1024\\) vs model \\(32, 1024\\)"):
         load_state(ConvVAE(32), load_checkpoint(good)["model"], good)
 
 

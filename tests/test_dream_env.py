@@ -6,9 +6,9 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+import worldmodels.envs  # noqa: F401  (registers worldmodels/CarRacingDream-v0)
 from gymnasium.utils.env_checker import check_env
 
-import worldmodels.envs  # noqa: F401  (registers worldmodels/CarRacingDream-v0)
 from worldmodels.checkpoint import CheckpointError, save_checkpoint
 from worldmodels.dream import BatchedDream
 

@@ -163,8 +163,8 @@ def test_cli_arguments(tmp_path, rollouts):
 
 def test_real_carracing_episodes_go_through_collect_train_vae_and_encode(tmp_path):
     from worldmodels.commands.collect import collect_rollouts
-    from worldmodels.config import CollectConfig, EnvConfig, get_preset
     from worldmodels.commands.train_vae import train_vae
+    from worldmodels.config import CollectConfig, EnvConfig, get_preset
 
     rollouts = tmp_path / "rollouts"
     collect_rollouts(rollouts, CollectConfig(episodes=2, workers=1, max_steps=25),

@@ -5,12 +5,12 @@ import json
 from pathlib import Path
 
 import pytest
-
 from conftest import assert_process_group_ends
 from test_controller import save_controller, save_vae, tiny_world_models
+
+from worldmodels import seeds
 from worldmodels.checkpoint import CheckpointError, checkpoint_sha256
 from worldmodels.cli import CLIError
-from worldmodels import seeds
 from worldmodels.config import EnvConfig
 
 STEPS = 30
@@ -125,3 +125,33 @@ def test_kill_stops_the_worker_processes_and_writes_nothing(tmp_path):
     assert proc.returncode == 130 and b"interrupted; rerun" in stderr, stderr.decode()
     assert_process_group_ends(proc.pid, "SIGTERM")
     assert not out.exists()
+
+
+@pytest.mark.parametrize("command", [
+    ["evaluate", "--policy", "random", "--episodes", "40", "--workers", "2", "--max-steps", "300"],
+    ["collect", "--preset", "debug", "--episodes", "40", "--workers", "2", "--max-steps", "300"],
+])
+def test_sigkill_of_the_parent_ends_its_workers(tmp_path, command):
+    """SIGKILL gives the parent no chance to stop its workers: they notice that it is gone
+    and exit by themselves (they used to run on, ~300 MB each)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "worldmodels.cli", *command, "--no-progress", "--out",
+         str(tmp_path / "out")],
+        start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and time.monotonic() < deadline:
+        if len(children.read_text().split()) >= 2:   # the workers are up
+            break
+        time.sleep(0.1)
+    assert proc.poll() is None, proc.stderr.read().decode()
+    time.sleep(1.0)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=10)
+    assert_process_group_ends(proc.pid, "SIGKILL of the parent", seconds=15)

@@ -17,10 +17,9 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 import pygame  # noqa: E402
 import pytest  # noqa: E402
+import worldmodels.envs  # noqa: E402,F401  (registers worldmodels/CarRacingFast-v3)
 from gymnasium.envs.box2d.car_racing import CarRacing  # noqa: E402
 from pygame import gfxdraw  # noqa: E402
-
-import worldmodels.envs  # noqa: E402,F401  (registers worldmodels/CarRacingFast-v3)
 from worldmodels.envs import fast_carracing  # noqa: E402
 from worldmodels.envs.fast_carracing import FastCarRacing  # noqa: E402
 

@@ -17,8 +17,8 @@ import pytest
 from conftest import _write_rollouts
 from test_controller import save_controller, tiny_world_models
 
-from worldmodels.commands import figures
 from worldmodels.cli import main
+from worldmodels.commands import figures
 from worldmodels.logger import Logger
 from worldmodels.video import upscale
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from test_controller import H, Z, save_controller, tiny_world_models
 from test_pipeline import tiny_preset
+
 from worldmodels import runs, seeds
 from worldmodels.checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
 from worldmodels.config import CollectConfig, ControllerConfig, EnvConfig, IterateConfig, MDNRNNConfig
@@ -76,6 +76,7 @@ def test_action_noise_changes_the_actions_and_the_episode_replays(agent_models):
 
 def test_train_rnn_on_several_folders_refuses_latents_of_another_v(tmp_path, make_rollouts):
     from test_controller import save_vae
+
     from worldmodels.commands.encode import encode_rollouts
     from worldmodels.commands.train_rnn import train_rnn
 
@@ -193,9 +194,9 @@ def iterate_preset():
 
 
 def test_iterate_two_rounds_resume_and_honest_protocol(tmp_path, monkeypatch):
-    from worldmodels.rollouts import EpisodeRunner
-    from worldmodels.commands.pipeline import run_pipeline
     from worldmodels.commands import train_rnn as train_rnn_mod
+    from worldmodels.commands.pipeline import run_pipeline
+    from worldmodels.rollouts import EpisodeRunner
 
     # Every real episode of C's training must be on a validation track: no fitness is real.
     real_run, seen = EpisodeRunner.run, []
@@ -271,6 +272,7 @@ def test_a_run_folder_of_0_1_0_resumes_when_new_fields_keep_their_old_behaviour(
 
 def test_warm_start_begins_at_the_previous_c_and_resumes(agent_models, tmp_path):
     from worldmodels.agents.world_models_agent import load_controller
+
     from worldmodels.commands.train_controller import train_controller
     from worldmodels.es import CMAES
 

@@ -8,10 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodels.checkpoint import CheckpointError, checkpoint_sha256, load_checkpoint, \
-    load_state, save_checkpoint
-from worldmodels.mdnrnn import MDNOutput, MDNRNN, done_from_logit, gmm_nll, load_mdnrnn, \
-    mdnrnn_loss, sample_z
+from worldmodels.checkpoint import (
+    CheckpointError,
+    checkpoint_sha256,
+    load_checkpoint,
+    load_state,
+    save_checkpoint,
+)
+from worldmodels.mdnrnn import MDNRNN, MDNOutput, done_from_logit, gmm_nll, load_mdnrnn, mdnrnn_loss, sample_z
 
 
 @pytest.fixture(autouse=True)

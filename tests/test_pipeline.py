@@ -29,10 +29,10 @@ from PIL import Image
 from worldmodels import seeds
 from worldmodels.checkpoint import checkpoint_sha256, load_checkpoint
 from worldmodels.cli import CLIError, main
+from worldmodels.commands.pipeline import STAGES, run_pipeline
+from worldmodels.commands.play import caption_height
 from worldmodels.config import EnvConfig, get_preset, to_dict
 from worldmodels.data import read_manifest
-from worldmodels.commands.play import caption_height
-from worldmodels.commands.pipeline import STAGES, run_pipeline
 from worldmodels.runs import RunConfigMismatch
 from worldmodels.utils import read_json
 from worldmodels.video import read_video_frames, upscale

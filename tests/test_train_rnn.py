@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from worldmodels import runs
-from worldmodels.commands import train_rnn as tr
 from worldmodels.checkpoint import CheckpointError, checkpoint_sha256, load_checkpoint
+from worldmodels.commands import train_rnn as tr
 from worldmodels.config import MDNRNNConfig
 from worldmodels.data import append_manifest, shard_name, write_shard
 from worldmodels.mdnrnn import load_mdnrnn

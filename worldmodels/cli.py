@@ -23,18 +23,30 @@ from .video import NoDisplayError
 
 T = TypeVar("T")
 
+_C = "worldmodels.commands."
 COMMANDS: list[tuple[str, str, str]] = [
-    ("collect", "worldmodels.commands.collect", "collect random-policy rollouts from the real environment"),
-    ("train-vae", "worldmodels.commands.train_vae", "train V, the convolutional VAE, on collected frames"),
-    ("encode", "worldmodels.commands.encode", "encode every rollout to per-frame mu/logvar with a trained V"),
-    ("train-rnn", "worldmodels.commands.train_rnn", "train M, the MDN-RNN, on encoded rollouts"),
-    ("dream", "worldmodels.commands.dream", "record or drive the dream of a trained M, decoded through V"),
-    ("train-controller", "worldmodels.commands.train_controller", "train C with CMA-ES in the dream or the real env"),
-    ("evaluate", "worldmodels.commands.evaluate", "score an agent (or a baseline policy) on CarRacing-v3 (fast, identical env by default)"),
-    ("play", "worldmodels.commands.play", "watch the agent drive: a live window or a side-by-side video"),
-    ("pipeline", "worldmodels.commands.pipeline", "run every stage, collect to evaluate, resuming where it stopped"),
-    ("figures", "worldmodels.commands.figures", "draw the README's figures (PNG) from a pipeline run folder"),
-    ("bench", "worldmodels.commands.bench", "measure the throughput of every stage side by side"),
+    ("collect", _C + "collect",
+     "collect rollouts (a random policy, or the agent) from the real environment"),
+    ("train-vae", _C + "train_vae",
+     "train V, the convolutional VAE, on collected frames"),
+    ("encode", _C + "encode",
+     "encode every rollout to per-frame mu/logvar with a trained V"),
+    ("train-rnn", _C + "train_rnn",
+     "train M, the MDN-RNN, on encoded rollouts"),
+    ("dream", _C + "dream",
+     "record or drive the dream of a trained M, decoded through V"),
+    ("train-controller", _C + "train_controller",
+     "train C with CMA-ES in the dream or the real env"),
+    ("evaluate", _C + "evaluate",
+     "score an agent (or a baseline policy) on CarRacing-v3 (fast, identical env by default)"),
+    ("play", _C + "play",
+     "watch the agent drive: a live window or a side-by-side video"),
+    ("pipeline", _C + "pipeline",
+     "run every stage, collect to evaluate, resuming where it stopped"),
+    ("figures", _C + "figures",
+     "draw the README's figures (PNG) from a pipeline run folder"),
+    ("bench", _C + "bench",
+     "measure the throughput of every stage side by side"),
 ]
 
 

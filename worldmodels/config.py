@@ -30,7 +30,8 @@ class EnvConfig:
     """The real environment and its frame processing."""
 
     env_id: str = "worldmodels/CarRacingFast-v3"
-    """gymnasium id of the real environment: the fast one, byte-identical to ``CarRacing-v3`` (tested), or ``CarRacing-v3``."""
+    """gymnasium id of the real environment: the fast one, byte-identical to ``CarRacing-v3`` (tested), or
+    ``CarRacing-v3``."""
     frame_size: int = 64
     """Side of the square frame given to V, after cropping and resizing."""
     crop_rows: int = 84
@@ -50,15 +51,19 @@ class CollectConfig:
     max_steps: int = 1000
     """Steps per episode at most (episodes also end when the env terminates)."""
     policy: str = "brownian"
-    """Data-collection policy: ``brownian`` (temporally correlated), ``random`` (uniform) or ``agent`` (the World Models agent of ``controller``)."""
+    """Data-collection policy: ``brownian`` (temporally correlated), ``random`` (uniform) or ``agent`` (the
+    World Models agent of ``controller``)."""
     seed: int = 0
     """Base seed; each episode's env and policy seed derive from it and the episode index."""
     controller: str = ""
-    """Policy ``agent``: the C checkpoint that drives (with the V and M it records); ``iterate`` sets it each round."""
+    """Policy ``agent``: the C checkpoint that drives (with the V and M it records); ``iterate`` sets it each
+    round."""
     action_noise: float = 0.1
-    """Policy ``agent`` (and every ``iterate`` round): std of the Gaussian noise added to each action (then clipped), for exploration."""
+    """Policy ``agent`` (and every ``iterate`` round): std of the Gaussian noise added to each action (then
+    clipped), for exploration."""
     brownian_share: float = 0.0
-    """Policy ``agent`` (and every ``iterate`` round): fraction of episodes (drawn per episode from its seed) driven by ``brownian`` instead."""
+    """Policy ``agent`` (and every ``iterate`` round): fraction of episodes (drawn per episode from its seed)
+    driven by ``brownian`` instead."""
 
 
 @dataclass(frozen=True)
@@ -106,9 +111,11 @@ class MDNRNNConfig:
     done_weight: float = 1.0
     """Weight of the done BCE in the total loss."""
     dropout: float = 0.0
-    """Dropout's Dream Land: drop entries of z and h at the LSTM's input while training, one mask per sequence (0: off)."""
+    """Dropout's Dream Land: drop entries of z and h at the LSTM's input while training, one mask per sequence
+    (0: off)."""
     reward_heads: int = 1
-    """Reward heads: K > 1 is an ensemble, each head trained on a fixed half of the sequences (the dream can charge for their disagreement)."""
+    """Reward heads: K > 1 is an ensemble, each head trained on a fixed half of the sequences (the dream can
+    charge for their disagreement)."""
     seq_len: int = 999
     """Timesteps per training sequence (chunks of episodes; 999 = whole 1000-frame episodes)."""
     batch_size: int = 100
@@ -144,15 +151,18 @@ class ControllerConfig:
     dream_max_steps: int = 1000
     """Dream episode length limit."""
     real_max_steps: int = 0
-    """If > 0, real-mode training episodes stop after this many steps (periodic evaluations still run the env's full length)."""
+    """If > 0, real-mode training episodes stop after this many steps (periodic evaluations still run the
+    env's full length)."""
     done_threshold: float = 0.5
     """A dream step is terminal when the done probability exceeds this (sampled if ``sample_done``)."""
     sample_done: bool = False
     """Sample done from Bernoulli(p) instead of thresholding p."""
     reward_penalty: float = 0.0
-    """The dream pays mean - reward_penalty * std over M's reward heads (MOPO-style pessimism; needs rnn.reward_heads > 1; 0: their mean)."""
+    """The dream pays mean - reward_penalty * std over M's reward heads (MOPO-style pessimism; needs
+    rnn.reward_heads > 1; 0: their mean)."""
     dream_dropout: float = 0.0
-    """Dropout's Dream Land: drop entries of z and h at M's LSTM input in the dream, one mask per dream episode, so each episode is a slightly different world (0: off)."""
+    """Dropout's Dream Land: drop entries of z and h at M's LSTM input in the dream, one mask per dream
+    episode, so each episode is a slightly different world (0: off)."""
     use_mu: bool = False
     """In the real env, feed C the VAE mean mu instead of a sampled z (the paper samples)."""
     eval_every: int = 25
@@ -162,7 +172,8 @@ class ControllerConfig:
     workers: int = 2
     """Worker processes for real-env rollouts."""
     exploit_gap: float = 150.0
-    """Exploit detector (dream mode): flag an evaluation whose dream return exceeds the real validation return by more than this."""
+    """Exploit detector (dream mode): flag an evaluation whose dream return exceeds the real validation return
+    by more than this."""
     seed: int = 0
     """Seed for CMA-ES sampling and rollouts."""
 
@@ -188,7 +199,8 @@ class IterateConfig:
     episodes: int = 40
     """Real episodes collected per round, driven by the previous round's C."""
     workers: int = 2
-    """Worker processes for collection (the exploration noise and mix are ``collect.action_noise`` and ``collect.brownian_share``)."""
+    """Worker processes for collection (the exploration noise and mix are ``collect.action_noise`` and
+    ``collect.brownian_share``)."""
     warm_start: bool = False
     """Start each round's CMA-ES from the previous round's C instead of zeros."""
     recon_frames: int = 2000
@@ -284,7 +296,7 @@ def to_dict(cfg: Any) -> dict:
 
 def from_dict(cls: type[T], data: dict) -> T:
     """Rebuild a config dataclass from :func:`to_dict` output; unknown keys are an error."""
-    known = {f.name: f for f in fields(cls)}
+    known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - set(known)
     if unknown:
         raise ValueError(f"{cls.__name__}: unknown config keys {sorted(unknown)}")
@@ -314,7 +326,7 @@ def field_docs(cls: type) -> dict[str, str]:
         if (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
                 and isinstance(nxt, ast.Expr) and isinstance(nxt.value, ast.Constant)
                 and isinstance(nxt.value.value, str)):
-            docs[node.target.id] = nxt.value.value.strip()
+            docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
 
 

@@ -64,7 +64,7 @@ def write_shard(path: str | os.PathLike, arrays: dict[str, np.ndarray], kind: st
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
     # np.savez_compressed appends ".npz" to names without it; write through a file object.
     with open(path, "wb") as f:
-        np.savez_compressed(f, **arrays)
+        np.savez_compressed(f, **arrays)  # type: ignore[arg-type]
 
 
 def read_shard(path: str | os.PathLike, kind: str = "rollout",

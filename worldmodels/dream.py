@@ -51,7 +51,8 @@ class _Batch:
     x: list[torch.Tensor]       # 2 x (B x (Z + H + A)): [z, h, a], the LSTM's input
     c: list[torch.Tensor]       # 2 x (B x H): LSTM cell
     gates: torch.Tensor         # B x 4H, gate order i, f, o, g
-    heads: torch.Tensor         # B x (3*K*Z + R + 1): logits, means, log2-stds (K x Z each), R reward heads, done
+    heads: torch.Tensor         # B x (3*K*Z + R + 1): logits, means, log2-stds (K x Z each),
+    #                             R reward heads, done
     scores: torch.Tensor        # B x K x Z: logits / tau + Gumbel noise
     best: torch.Tensor          # B x 1 x Z: their max over the K components
     pick: torch.Tensor          # B x K x Z (bool): the chosen component
@@ -99,7 +100,8 @@ class BatchedDream:
         self.action_dim, self.n_gaussians = mdnrnn.action_dim, mdnrnn.n_gaussians
         self.has_reward = mdnrnn.reward_head is not None
         self.has_done = mdnrnn.done_head is not None
-        self.reward_heads = mdnrnn.reward_head.out_features if self.has_reward else 1
+        self.reward_heads = (mdnrnn.reward_head.out_features
+                             if mdnrnn.reward_head is not None else 1)
 
         mu = torch.as_tensor(initial_mu, dtype=torch.float32)
         logvar = torch.as_tensor(initial_logvar, dtype=torch.float32)
@@ -136,9 +138,8 @@ class BatchedDream:
     def _pack(self, m: MDNRNN) -> None:
         Z, H, K = self.z_dim, self.hidden_size, self.n_gaussians
         with torch.no_grad():
-            w_ih = m.lstm.weight_ih_l0.detach().float().cpu()
-            w_hh = m.lstm.weight_hh_l0.detach().float().cpu()
-            bias = (m.lstm.bias_ih_l0 + m.lstm.bias_hh_l0).detach().float().cpu()
+            w_ih, w_hh, b_ih, b_hh = (t.detach().float().cpu() for t in m.cell_weights())
+            bias = b_ih + b_hh
             # Input columns in the order of the buffer [z, h, a]; gate rows from torch's
             # (i, f, g, o) to (i, f, o, g), so one sigmoid covers three gates and one tanh the last.
             w = torch.cat([w_ih[:, :Z], w_hh, w_ih[:, Z:]], dim=1)
@@ -240,7 +241,7 @@ class BatchedDream:
         if self.has_done and self.sample_done:
             # u < sigmoid(logit)  <=>  logit > log(u / (1 - u)).
             u = torch.rand(n, generator=generator, device=self.device)
-            thr = torch.logit(u)
+            thr: torch.Tensor | float = torch.logit(u)
         else:
             thr = self._done_logit_threshold
         return gumbel, eps, thr
@@ -259,6 +260,7 @@ class BatchedDream:
         n = B // groups
 
         if s.mask is not None:  # one mask per dream, broadcast over the groups
+            assert s.xm is not None
             torch.mul(x.view(groups, n, -1), s.mask, out=s.xm.view(groups, n, -1))
             torch.addmm(self._b_lstm, s.xm, self._w_lstm, out=s.gates)
         else:

@@ -97,8 +97,7 @@ class MDNRNN(nn.Module):
         if state is None:
             state = self.initial_state(B, z.device)
         h, c = state[0][0], state[1][0]
-        w_ih, w_hh = self.lstm.weight_ih_l0, self.lstm.weight_hh_l0
-        b_ih, b_hh = self.lstm.bias_ih_l0, self.lstm.bias_hh_l0
+        w_ih, w_hh, b_ih, b_hh = self.cell_weights()
         outs = []
         for t in range(T):
             h, c = torch.lstm_cell(x[:, t], (h * mh, c), w_ih, w_hh, b_ih, b_hh)
@@ -114,9 +113,14 @@ class MDNRNN(nn.Module):
         """
         h0, c0 = state
         x = torch.cat([z, action], dim=-1)
-        h, c = torch.lstm_cell(x, (h0[0], c0[0]), self.lstm.weight_ih_l0, self.lstm.weight_hh_l0,
-                               self.lstm.bias_ih_l0, self.lstm.bias_hh_l0)
+        h, c = torch.lstm_cell(x, (h0[0], c0[0]), *self.cell_weights())
         return self.heads(h), h, (h.unsqueeze(0), c.unsqueeze(0))
+
+    def cell_weights(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The LSTM's (w_ih, w_hh, b_ih, b_hh), for stepping it as a single cell."""
+        lstm = self.lstm
+        return (lstm.weight_ih_l0, lstm.weight_hh_l0,  # type: ignore[return-value]
+                lstm.bias_ih_l0, lstm.bias_hh_l0)
 
 
 def gmm_nll(z_next: torch.Tensor, out: MDNOutput, mask: torch.Tensor | None = None) -> torch.Tensor:

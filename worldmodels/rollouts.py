@@ -21,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from .config import EnvConfig
-from .utils import resolve_device
+from .utils import exit_with_parent, resolve_device
 
 Task = tuple[np.ndarray | None, int]   # (controller parameters or None for a policy, seed)
 
@@ -78,8 +78,9 @@ class _Worker:
 _WORKER: _Worker | None = None
 
 
-def _init_worker(spec: dict[str, Any]) -> None:
+def _init_worker(spec: dict[str, Any], parent: int) -> None:
     global _WORKER
+    exit_with_parent(parent)
     torch.set_num_threads(1)  # one process per core; batch-1 inference gains nothing from more
     _WORKER = _Worker(spec)
 
@@ -107,7 +108,7 @@ class EpisodeRunner:
                      "device": str(resolve_device(str(device)))}  # "auto" resolved here, once
         self.workers = max(1, int(workers))
         self._local: _Worker | None = None
-        self._pool = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def run(self, tasks: Sequence[Task],
             progress: tqdm | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -137,7 +138,8 @@ class EpisodeRunner:
             # An executor, not multiprocessing.Pool: a worker that fails to start breaks it
             # with an error, where a Pool would respawn the failing worker forever.
             self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context("spawn"),
-                                             initializer=_init_worker, initargs=(self.spec,))
+                                             initializer=_init_worker,
+                                             initargs=(self.spec, os.getpid()))
         return self._checked(self._pool.map(_run_task, tasks))
 
     @staticmethod

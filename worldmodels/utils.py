@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
     """Write ``path`` via ``write(tmp_path)`` then rename, so readers never see half a file.
 
     The temporary file sits in the same folder (rename is atomic only within a filesystem)
@@ -84,3 +84,23 @@ def check_finite(value: float, what: str, step: int) -> None:
             f"{what} became {value} at step {step}; the last good checkpoint is kept. "
             "Try a lower learning rate or check the input data."
         )
+
+
+def exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
+    """In a worker process: exit as soon as ``parent`` (the pid the parent passed down; a
+    spawned worker can outlive a parent killed while it was still importing) is gone,
+    however it died (a SIGKILL leaves it no chance to stop its workers). A daemon thread
+    watches the parent's pid."""
+    import threading
+    import time
+
+    if os.getppid() != parent:
+        os._exit(1)
+
+    def watch() -> None:
+        while True:
+            time.sleep(poll_s)
+            if os.getppid() != parent:   # re-parented: the parent has died
+                os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()

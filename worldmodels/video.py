@@ -60,7 +60,7 @@ def _write_gif(path: Path, frames: np.ndarray, fps: int) -> None:
 
 def _write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:
     h, w = frames.shape[1:3]
-    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter_fourcc(*"mp4v"),
+    writer = cv2.VideoWriter(str(path), cv2.CAP_FFMPEG, cv2.VideoWriter.fourcc(*"mp4v"),
                              float(fps), (w, h))
     if not writer.isOpened():
         raise RuntimeError(f"OpenCV cannot write mp4 video ({w}x{h}); write a .gif instead")

@@ -97,8 +97,8 @@ def bench_env(quick: bool, device: torch.device) -> dict[str, float]:
 
 
 def bench_collect(quick: bool, device: torch.device) -> dict[str, float]:
-    from .collect import collect_rollouts
     from ..config import CollectConfig, EnvConfig
+    from .collect import collect_rollouts
 
     cores = os.cpu_count() or 1
     episodes, max_steps = (cores, 200) if quick else (2 * cores, 1000)
@@ -162,9 +162,10 @@ def _encode_end_to_end(vae, quick: bool, device: torch.device) -> float:
             # Smooth random frames compress like real ones rather than like pure noise.
             base = rng.integers(0, 256, (T, 8, 8, 3), dtype=np.uint8)
             obs = base.repeat(8, axis=1).repeat(8, axis=2)
-            arrays = {"obs": obs, "action": rng.standard_normal((T, 3)).astype(np.float32),
-                      "reward": np.zeros(T, np.float32), "terminated": np.zeros(T, bool),
-                      "truncated": np.zeros(T, bool)}
+            arrays: dict[str, np.ndarray] = {
+                "obs": obs, "action": rng.standard_normal((T, 3)).astype(np.float32),
+                "reward": np.zeros(T, np.float32), "terminated": np.zeros(T, bool),
+                "truncated": np.zeros(T, bool)}
             sha = write_shard(data / shard_name(i), arrays)
             append_manifest(data, {"index": i, "file": shard_name(i), "seed": i, "length": T,
                                    "return": 0.0, "sha256": sha})
@@ -216,11 +217,11 @@ def bench_dream(quick: bool, device: torch.device) -> dict[str, float]:
     out = {}
     for batch in (64, 1024):
         params = 0.1 * torch.randn(batch, dream.n_params)
-        n, t = timed(lambda: (dream.evaluate(params, 1, seed=0), _sync(device)),
+        n, t = timed(lambda: _sync(device, dream.evaluate(params, 1, seed=0)),
                      2.0 if quick else 8.0)
         out[f"dream_steps_per_s_B{batch}"] = batch * dream.max_steps * n / t
-        n, t = timed(lambda: (_reference_dream(model, params.to(device), init.to(device),
-                                               dream.max_steps), _sync(device)),
+        n, t = timed(lambda: _sync(device, _reference_dream(model, params.to(device),
+                                                            init.to(device), dream.max_steps)),
                      2.0 if quick else 8.0)
         out[f"dream_reference_steps_per_s_B{batch}"] = batch * dream.max_steps * n / t
         out[f"dream_speedup_B{batch}"] = (out[f"dream_steps_per_s_B{batch}"]
@@ -309,9 +310,11 @@ def _random_agent_checkpoints(folder: Path) -> Path:
                                                    "z_dim": 32, "hidden_size": 256})
 
 
-def _sync(device: torch.device) -> None:
+def _sync(device: torch.device, result: object = None) -> object:
+    """``result``, once the device has finished the work that made it (for timing)."""
     if device.type == "cuda":
         torch.cuda.synchronize()
+    return result
 
 
 BENCHES: dict[str, Callable[[bool, torch.device], dict[str, float]]] = {

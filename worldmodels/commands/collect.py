@@ -25,6 +25,7 @@ import contextlib
 import fcntl
 import functools
 import multiprocessing as mp
+import os
 import re
 import signal
 import time
@@ -36,14 +37,19 @@ from typing import Callable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from ..cli import (CLIError, add_config_arguments, add_preset_argument, config_from_args,
-                  preset_from_args, sigterm_as_interrupt)
+from ..cli import (
+    CLIError,
+    add_config_arguments,
+    add_preset_argument,
+    config_from_args,
+    preset_from_args,
+    sigterm_as_interrupt,
+)
 from ..config import CollectConfig, EnvConfig, to_dict
-from ..data import (MANIFEST, ShardError, append_manifest, read_manifest, read_shard, shard_name,
-                   write_shard)
+from ..data import MANIFEST, ShardError, append_manifest, read_manifest, read_shard, shard_name, write_shard
 from ..runs import mark_done, start_run
 from ..seeds import derive_seed
-from ..utils import sha256_file
+from ..utils import exit_with_parent, sha256_file
 
 RUN_FILE = "collect.json"
 _POLICY_STREAM = 1  # extra seed key, so the policy's numbers differ from the track's
@@ -154,9 +160,11 @@ def collect_episode(index: int, out_dir: Path, cfg: CollectConfig, env_cfg: EnvC
 _worker_steps = None  # shared step counter of this worker process (for steps/s)
 
 
-def _init_worker(counter) -> None:
+def _init_worker(counter, parent: int) -> None:
     global _worker_steps
     import torch
+
+    exit_with_parent(parent)
 
     torch.set_num_threads(1)  # one process per core; the agent's batch-1 inference gains nothing
     # Ctrl-C reaches the whole process group: the parent alone handles it (and stops us).
@@ -165,6 +173,7 @@ def _init_worker(counter) -> None:
 
 
 def _count_step() -> None:
+    assert _worker_steps is not None
     with _worker_steps.get_lock():
         _worker_steps.value += 1
 
@@ -314,7 +323,8 @@ def _collect_in_pool(todo: list[int], out: Path, cfg: CollectConfig, env_cfg: En
     # spawn: fresh interpreters, no inherited pygame/Box2D state or threads.
     ctx = mp.get_context("spawn")
     counter = ctx.Value("q", 0)
-    pool = ctx.Pool(min(cfg.workers, len(todo)), initializer=_init_worker, initargs=(counter,))
+    pool = ctx.Pool(min(cfg.workers, len(todo)), initializer=_init_worker,
+                    initargs=(counter, os.getpid()))
     try:
         results = pool.imap_unordered(_worker, [(i, str(out), cfg, env_cfg) for i in todo])
         for _ in todo:

@@ -141,7 +141,8 @@ def dream_video(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDream):
     if available is not None and steps > available:
         raise CLIError(f"--actions {args.actions} has {available} actions, fewer than --steps {steps}")
     z, _ = dream.reset(1, args.seed)
-    zs, actions, returns, ret = [z[0]], [None], [0.0], 0.0
+    zs, returns, ret = [z[0]], [0.0], 0.0
+    actions: list[np.ndarray | None] = [None]
     for t in range(steps):
         a = np.asarray(act(t), dtype=np.float32)
         z, _, reward, done = dream.step(a[None])

@@ -29,9 +29,8 @@ from tqdm import tqdm
 
 from ..checkpoint import checkpoint_sha256
 from ..cli import add_device_argument
-from ..data import ShardError, append_manifest, read_manifest, write_shard
+from ..data import ShardError, append_manifest, read_episode, read_manifest, write_shard
 from ..runs import is_done, mark_done, start_run
-from ..data import read_episode
 from ..utils import read_json, resolve_device
 from ..vae import ConvVAE, frames_to_tensor, load_vae
 
@@ -172,8 +171,8 @@ def _encode(vae: ConvVAE, dev: torch.device, data_dir: Path, out_dir: Path, todo
         nonlocal pieces, filled, frames
         obs = [ep.arrays["obs"][a:b] for ep, a, b in pieces]
         batch = obs[0] if len(obs) == 1 else np.concatenate(obs)
-        mu, logvar = vae.encode(frames_to_tensor(torch.from_numpy(batch).to(dev)))
-        mu, logvar = mu.float().cpu().numpy(), logvar.float().cpu().numpy()
+        mu_t, logvar_t = vae.encode(frames_to_tensor(torch.from_numpy(batch).to(dev)))
+        mu, logvar = mu_t.float().cpu().numpy(), logvar_t.float().cpu().numpy()
         offset = 0
         for ep, a, b in pieces:
             ep.mu[a:b] = mu[offset:offset + b - a]

@@ -40,11 +40,17 @@ from tqdm import tqdm
 
 from .. import __version__
 from ..checkpoint import checkpoint_sha256
-from ..cli import (CLIError, add_config_arguments, add_device_argument, add_preset_argument,
-                  config_from_args, preset_from_args)
+from ..cli import (
+    CLIError,
+    add_config_arguments,
+    add_device_argument,
+    add_preset_argument,
+    config_from_args,
+    preset_from_args,
+)
 from ..config import EnvConfig, EvalConfig
-from ..seeds import test_seeds
 from ..rollouts import EpisodeRunner, Task
+from ..seeds import test_seeds
 from ..utils import atomic_write_json, resolve_device
 
 SOLVED_THRESHOLD = 900.0
@@ -73,8 +79,9 @@ def evaluate_agent(controller_path: str | os.PathLike | None = None,
     V and M default to the paths the controller checkpoint records and must match its
     recorded sha256 (CheckpointError otherwise). ``use_mu`` defaults to the value C was
     trained with. ``env_cfg`` defaults to ``EnvConfig()``: the fast CarRacing, whose
-    observations, rewards and ends are identical to CarRacing-v3's (tests/test_fast_carracing.py). Returns the results
-    dict (see the module docstring) and writes it to ``out_path`` when given.
+    observations, rewards and ends are identical to CarRacing-v3's
+    (tests/test_fast_carracing.py). Returns the results dict (see the module docstring) and
+    writes it to ``out_path`` when given.
     """
     if (controller_path is None) == (policy is None):
         raise ValueError("give either a controller checkpoint or a baseline policy, not both")
@@ -103,6 +110,7 @@ def evaluate_agent(controller_path: str | os.PathLike | None = None,
         runner = EpisodeRunner(env_cfg, vae_path=vae_path, mdnrnn_path=mdnrnn_path,
                                use_mu=use_mu, device=device, workers=workers)
         tasks = [(agent.controller.get_flat(), s) for s in seeds]
+        assert controller_path is not None
         record.update({
             "controller": str(controller_path),
             "controller_sha256": checkpoint_sha256(controller_path),

@@ -330,8 +330,7 @@ def reconstruction_figure(run_dir: Path, n_frames: int = 8, size: int = PANEL,
     ``n_frames`` equal parts), so each column usually comes from another episode.
     """
     from ..data import read_episode
-    from ..vae import reconstruction_grid
-    from ..vae import load_vae
+    from ..vae import load_vae, reconstruction_grid
 
     path = vae_path(run_dir)
     folder, entries = rollout_entries(run_dir)
@@ -400,10 +399,9 @@ def dream_strip_figure(run_dir: Path, steps: int = 100, every: int = 10,
     from worldmodels.agents.world_models_agent import load_controller
 
     from ..checkpoint import check_parent
-    from ..dream import BatchedDream
-    from ..dream import predict_open_loop
-    from ..vae import decode_frames as decode
     from ..data import read_episode
+    from ..dream import BatchedDream, predict_open_loop
+    from ..vae import decode_frames as decode
     from ..vae import frames_to_tensor, load_vae
 
     v_path, m_path, c_path = vae_path(run_dir), rnn_path(run_dir), controller_path(run_dir)
@@ -438,7 +436,7 @@ def dream_strip_figure(run_dir: Path, steps: int = 100, every: int = 10,
     labels = [f"t={t}\nR={returns[t]:.1f}" + ("\nended" if dones[t] else "") for t in shown]
     blocks = [(f"M's dream (decoded by V), driven by C, from a real frame (episode "
                f"{entry['index']}, t={start}); temperature {tau:g}",
-               [("dream,\nC drives", frame_row(dreamt[shown], labels, size))])]
+               [("dream,\nC drives", frame_row(list(dreamt[shown]), labels, size))])]
 
     # Open loop: the same start, the episode's own actions; M never sees another real frame.
     ol_steps = min(steps, len(real) - 1)
@@ -452,8 +450,8 @@ def dream_strip_figure(run_dir: Path, steps: int = 100, every: int = 10,
         blocks.append((
             "open loop: the real episode, and M's prediction from the same frame and the "
             "same (data-collection) actions",
-            [(real_label, frame_row(ol_real[cols], [f"t={start + t}" for t in cols], size)),
-             ("M, open loop", frame_row(pred[cols], [""] * len(cols), size)),
+            [(real_label, frame_row(list(ol_real[cols]), [f"t={start + t}" for t in cols], size)),
+             ("M, open loop", frame_row(list(pred[cols]), [""] * len(cols), size)),
              ("|difference|", frame_row([diff_image(ol_real[t], pred[t]) for t in cols],
                                         [f"err {err[t]:.3f}" for t in cols], size))]))
     else:

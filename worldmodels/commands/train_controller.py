@@ -36,14 +36,19 @@ from tqdm import tqdm
 
 from .. import runs
 from ..checkpoint import check_parent, checkpoint_sha256, load_checkpoint, save_checkpoint
-from ..cli import (add_config_arguments, add_device_argument, add_preset_argument,
-                  config_from_args, preset_from_args)
+from ..cli import (
+    add_config_arguments,
+    add_device_argument,
+    add_preset_argument,
+    config_from_args,
+    preset_from_args,
+)
 from ..config import ControllerConfig, EnvConfig
 from ..controller import Controller
 from ..es import CMAES
-from ..rollouts import EpisodeRunner
 from ..logger import Logger
 from ..mdnrnn import load_mdnrnn
+from ..rollouts import EpisodeRunner
 from ..seeds import derive_seed, validation_seeds
 from ..utils import resolve_device
 from ..vae import load_vae
@@ -74,10 +79,10 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
             raise FileNotFoundError(f"checkpoint not found: {path}")
     parents = {"vae_sha256": checkpoint_sha256(vae_path),
                "mdnrnn_sha256": checkpoint_sha256(mdnrnn_path)}
-    record = {"controller": asdict(cfg), "env": asdict(env_cfg), **parents}
+    run_record = {"controller": asdict(cfg), "env": asdict(env_cfg), **parents}
     if init is not None:
-        record["init_sha256"] = checkpoint_sha256(init)
-    runs.start_run(out, record, stage="train-controller")
+        run_record["init_sha256"] = checkpoint_sha256(init)
+    runs.start_run(out, run_record, stage="train-controller")
     if runs.is_done(out):
         print(f"train-controller: {out} is already done (see {out / runs.DONE})")
         return best if best.exists() else latest
@@ -166,7 +171,7 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
                 scalars.update({"eval/real_return_mean": real.mean(),
                                 "eval/real_return_std": real.std(),
                                 "time/eval_s": time.perf_counter() - t1})
-                record = [gen, float(real.mean()), float(real.std())]
+                record: list[Any] = [gen, float(real.mean()), float(real.std())]
                 if dream is not None:
                     dream_mean = scalars["dream/return_mean"]
                     flagged = exploit_flag(dream_mean, float(real.mean()), cfg.exploit_gap)

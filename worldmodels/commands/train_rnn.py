@@ -38,8 +38,13 @@ from tqdm.auto import tqdm
 
 from .. import runs
 from ..checkpoint import CheckpointError, load_checkpoint, load_state, save_checkpoint
-from ..cli import (add_config_arguments, add_device_argument, add_preset_argument,
-                  config_from_args, preset_from_args)
+from ..cli import (
+    add_config_arguments,
+    add_device_argument,
+    add_preset_argument,
+    config_from_args,
+    preset_from_args,
+)
 from ..config import MDNRNNConfig
 from ..data import episode_files, load_episodes
 from ..logger import Logger

@@ -37,8 +37,13 @@ import torch
 from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint, load_state, save_checkpoint
-from ..cli import (add_config_arguments, add_device_argument, add_preset_argument,
-                  config_from_args, preset_from_args)
+from ..cli import (
+    add_config_arguments,
+    add_device_argument,
+    add_preset_argument,
+    config_from_args,
+    preset_from_args,
+)
 from ..config import VAEConfig
 from ..data import ShardError, episode_files, read_episode, read_manifest
 from ..logger import Logger
@@ -403,7 +408,7 @@ def train_vae(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: VAEC
             "device": str(dev),
             "checkpoint": str(ckpt_path),
         }
-        logger.hparams(asdict(cfg), {f"hparam/{k}": v for k, v in summary.items()
+        logger.hparams(asdict(cfg), {f"hparam/{k}": float(v) for k, v in summary.items()
                                      if k.startswith("final_") and v is not None})
         mark_done(out_dir, summary)
         print(f"train-vae: done ({_describe(summary)}) -> {ckpt_path}")
