@@ -263,7 +263,7 @@ def test_cli(tmp_path, capsys, collect_only):
     assert collect(tmp_path / "y", "--env-id", "Nope-v0") == 2
     assert "unknown environment id 'Nope-v0'" in capsys.readouterr().err
     assert collect(tmp_path / "z", "--episodes", "0") == 2
-    assert "episodes must be >= 1, got 0" in capsys.readouterr().err
+    assert "episodes (--episodes) must be >= 1, got 0" in capsys.readouterr().err
     assert not any((tmp_path / d).exists() for d in "xyz")
 
 

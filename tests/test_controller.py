@@ -246,5 +246,5 @@ def test_real_mode_training_episodes_stop_at_real_max_steps(models, tmp_path, mo
                                     "--eval-every", "1"))
     # per generation: the candidates' 6-step episodes, then the CMA mean's full 15 steps
     assert seen == [(6, [6]), (15, [15])] * 2
-    with pytest.raises(ValueError, match="real_max_steps must be >= 0"):
+    with pytest.raises(ValueError, match=r"real_max_steps \(--real-max-steps\) must be >= 0"):
         train_controller.run(train_args(vae, rnn, tmp_path / "bad", "--real-max-steps", "-1"))

@@ -19,10 +19,37 @@ import ast
 import dataclasses
 import inspect
 import json
+import math
 from dataclasses import dataclass, field, fields, replace
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def _check(cfg: Any, *, positive: tuple[str, ...] = (), at_least_one: tuple[str, ...] = (),
+           non_negative: tuple[str, ...] = (), fraction: tuple[str, ...] = (),
+           choices: dict[str, tuple[str, ...]] | None = None) -> None:
+    """Refuse a config with a non-finite float or a value out of its field's range, naming
+    the field, before any stage writes anything (``__post_init__`` of every config)."""
+    def name_of(field_name: str) -> str:  # the config field and its command-line option
+        return f"{type(cfg).__name__}.{field_name} (--{field_name.replace('_', '-')})"
+
+    for f in fields(cfg):
+        value = getattr(cfg, f.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError(f"{name_of(f.name)} must be a finite number, got {value}")
+    for group, test, what in ((positive, lambda v: v > 0, "> 0"),
+                              (at_least_one, lambda v: v >= 1, ">= 1"),
+                              (non_negative, lambda v: v >= 0, ">= 0"),
+                              (fraction, lambda v: 0 <= v < 1, "in [0, 1)")):
+        for field_name in group:
+            value = getattr(cfg, field_name)
+            if not test(value):
+                raise ValueError(f"{name_of(field_name)} must be {what}, got {value}")
+    for field_name, allowed in (choices or {}).items():
+        if getattr(cfg, field_name) not in allowed:
+            raise ValueError(f"{name_of(field_name)} must be one of {allowed}, "
+                             f"got {getattr(cfg, field_name)!r}")
 
 
 @dataclass(frozen=True)
@@ -38,6 +65,9 @@ class EnvConfig:
     """Rows kept from the top of the 96x96 frame; the rest is the dashboard."""
     max_steps: int = 1000
     """Episode length limit in env steps (CarRacing-v3 truncates at 1000)."""
+
+    def __post_init__(self) -> None:
+        _check(self, at_least_one=("frame_size", "crop_rows", "max_steps"))
 
 
 @dataclass(frozen=True)
@@ -65,6 +95,13 @@ class CollectConfig:
     """Policy ``agent`` (and every ``iterate`` round): fraction of episodes (drawn per episode from its seed)
     driven by ``brownian`` instead."""
 
+    def __post_init__(self) -> None:
+        _check(self, at_least_one=("episodes", "workers", "max_steps"),
+               non_negative=("seed", "action_noise"))
+        if not 0 <= self.brownian_share <= 1:
+            raise ValueError("CollectConfig.brownian_share (--brownian-share) must be in [0, 1], "
+                             f"got {self.brownian_share}")
+
 
 @dataclass(frozen=True)
 class VAEConfig:
@@ -86,6 +123,10 @@ class VAEConfig:
     """If > 0, at most this many randomly chosen frames per epoch (0: all)."""
     seed: int = 0
     """Seed for initialisation and data order."""
+
+    def __post_init__(self) -> None:
+        _check(self, positive=("lr",), at_least_one=("z_dim", "epochs", "batch_size"),
+               non_negative=("kl_tolerance", "val_episodes", "max_frames_per_epoch", "seed"))
 
 
 @dataclass(frozen=True)
@@ -130,6 +171,13 @@ class MDNRNNConfig:
     """Episodes held out for validation losses."""
     seed: int = 0
     """Seed for initialisation, z re-sampling and data order."""
+
+    def __post_init__(self) -> None:
+        _check(self, positive=("lr", "grad_clip", "done_pos_weight"),
+               at_least_one=("z_dim", "action_dim", "hidden_size", "n_gaussians", "reward_heads",
+                             "seq_len", "batch_size", "epochs"),
+               non_negative=("reward_weight", "done_weight", "val_episodes", "seed"),
+               fraction=("dropout",))
 
 
 @dataclass(frozen=True)
@@ -177,6 +225,19 @@ class ControllerConfig:
     seed: int = 0
     """Seed for CMA-ES sampling and rollouts."""
 
+    def __post_init__(self) -> None:
+        _check(self, positive=("sigma0",),
+               at_least_one=("rollouts_per_candidate", "generations", "dream_max_steps",
+                             "eval_episodes", "workers"),
+               non_negative=("temperature", "real_max_steps", "eval_every", "exploit_gap",
+                             "reward_penalty", "seed"),
+               fraction=("dream_dropout",), choices={"mode": ("dream", "real")})
+        if self.popsize < 2:
+            raise ValueError(f"ControllerConfig.popsize (--popsize) must be >= 2, got {self.popsize}")
+        if not 0 <= self.done_threshold <= 1:
+            raise ValueError("ControllerConfig.done_threshold (--done-threshold) must be in [0, 1], "
+                             f"got {self.done_threshold}")
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -188,6 +249,9 @@ class EvalConfig:
     """Parallel worker processes."""
     use_mu: bool = False
     """Feed C the VAE mean mu instead of a sampled z."""
+
+    def __post_init__(self) -> None:
+        _check(self, at_least_one=("episodes", "workers"))
 
 
 @dataclass(frozen=True)
@@ -205,6 +269,9 @@ class IterateConfig:
     """Start each round's CMA-ES from the previous round's C instead of zeros."""
     recon_frames: int = 2000
     """Frames per round on which V's reconstruction error is measured (agent frames vs random ones)."""
+
+    def __post_init__(self) -> None:
+        _check(self, at_least_one=("episodes", "workers"), non_negative=("rounds", "recon_frames"))
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,66 @@
+"""Bad config values are refused up front: a one-line error naming the option, exit status
+2, and nothing written (issue "Nothing wedges a run", case 4 and case 9)."""
+
+import math
+from dataclasses import fields
+
+import pytest
+
+from worldmodels import cli
+from worldmodels.config import (
+    CollectConfig,
+    ControllerConfig,
+    EnvConfig,
+    EvalConfig,
+    IterateConfig,
+    MDNRNNConfig,
+    VAEConfig,
+)
+
+BAD = [
+    ("train-controller", "--temperature", "nan"), ("train-controller", "--temperature", "-1"),
+    ("train-controller", "--sigma0", "0"), ("train-controller", "--generations", "0"),
+    ("train-controller", "--popsize", "1"), ("train-controller", "--seed", "-1"),
+    ("train-controller", "--dream-dropout", "1"), ("train-controller", "--mode", "both"),
+    ("train-rnn", "--lr", "nan"), ("train-rnn", "--batch-size", "0"),
+    ("train-rnn", "--seq-len", "0"), ("train-rnn", "--grad-clip", "-1"),
+    ("train-rnn", "--epochs", "0"), ("train-rnn", "--z-dim", "0"), ("train-rnn", "--lr", "inf"),
+    ("train-vae", "--lr", "nan"), ("train-vae", "--epochs", "0"), ("train-vae", "--seed", "-1"),
+    ("collect", "--episodes", "0"), ("collect", "--action-noise", "-0.1"),
+    ("collect", "--brownian-share", "1.5"),
+    ("evaluate", "--workers", "0"), ("evaluate", "--max-steps", "-1"),
+]
+INPUTS = {
+    "train-controller": ["--vae", "V.pt", "--rnn", "M.pt"],
+    "train-rnn": ["--data", "LATENTS"], "train-vae": ["--data", "ROLLOUTS"],
+    "collect": [], "evaluate": ["--policy", "random"],
+}
+
+
+@pytest.mark.parametrize("command, option, value", BAD)
+def test_a_bad_value_is_a_one_line_error_naming_the_option_and_writes_nothing(
+        tmp_path, capsys, command, option, value):
+    out = tmp_path / "out"
+    argv = [command, *INPUTS[command], option, value, "--out", str(out)]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and option in err, err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_pipeline_set_refuses_the_value_before_creating_the_run_folder(tmp_path, capsys, value):
+    run = tmp_path / "run"
+    assert cli.main(["pipeline", "--preset", "debug", "--run-dir", str(run),
+                     "--set", f"controller.temperature={value}"]) == 2
+    assert "--temperature" in capsys.readouterr().err and not run.exists()
+
+
+@pytest.mark.parametrize("cls", [EnvConfig, CollectConfig, VAEConfig, MDNRNNConfig,
+                                 ControllerConfig, EvalConfig, IterateConfig])
+def test_every_float_field_refuses_non_finite_values(cls):
+    for f in fields(cls):
+        if isinstance(f.default, float):
+            for bad in (math.nan, math.inf, -math.inf):
+                with pytest.raises(ValueError, match=f.name):
+                    cls(**{f.name: bad})
