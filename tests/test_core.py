@@ -209,3 +209,32 @@ def test_logger_writes_scalars_images_and_gif_videos(tmp_path):
     assert set(acc.Tags()["images"]) == {"vae/reconstructions", "dream/video"}
     assert acc.Images("dream/video")[0].encoded_image_string[:6] == b"GIF89a"
     assert "vae/loss" in (tmp_path / "scalars.csv").read_text()
+
+
+def test_atomic_writes_get_the_mode_of_an_ordinary_write(tmp_path):
+    import os
+
+    from worldmodels.utils import atomic_write_json
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_json(tmp_path / "a.json", {"x": 1})
+        (tmp_path / "b.json").write_text("{}")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "a.json").stat().st_mode == (tmp_path / "b.json").stat().st_mode
+
+
+class _Foreign:
+    pass
+
+
+def test_a_checkpoint_with_foreign_objects_is_refused_without_unsafe_advice(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"kind": "vae", "model": _Foreign()}, path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert str(path) in message and "weights_only=False" not in message
+    assert "not loaded" in message

@@ -59,8 +59,14 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # torch raises several types for truncated or foreign files
+        detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        if "weights_only" in str(e):
+            # Never pass on torch's advice to retry with weights_only=False: that would run
+            # whatever code the file holds.
+            detail = "it holds objects other than tensors and plain data, which are not loaded"
         raise CheckpointError(f"cannot read checkpoint {path}: it is corrupt, truncated or "
-                              f"not a worldmodels checkpoint ({type(e).__name__}: {e})") from e
+                              f"not a worldmodels checkpoint ({type(e).__name__}: {detail})"
+                              ) from None
     if not isinstance(ckpt, dict) or "kind" not in ckpt or "model" not in ckpt:
         raise CheckpointError(f"{path} is not a worldmodels checkpoint (no 'kind'/'model' keys)")
     if kind is not None and ckpt["kind"] != kind:

@@ -23,6 +23,11 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Pa
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    # mkstemp makes the file 0600; give it the mode an ordinary write would (umask applied),
+    # so a run folder shared by a team or a cluster stays readable.
+    umask = os.umask(0o022)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)
     os.close(fd)
     tmp_path = Path(tmp)
     try:
