@@ -5,7 +5,6 @@ also used by ``test_evaluate.py``.
 """
 
 import argparse
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -14,51 +13,9 @@ import torch
 from worldmodels.agents.world_models_agent import WorldModelsAgent
 
 from worldmodels import runs
-from worldmodels.checkpoint import CheckpointError, checkpoint_sha256, load_checkpoint, save_checkpoint
-from worldmodels.config import ControllerConfig, MDNRNNConfig, VAEConfig
+from worldmodels.checkpoint import CheckpointError, checkpoint_sha256, load_checkpoint
 from worldmodels.controller import Controller, map_action
-from worldmodels.mdnrnn import MDNRNN
-from worldmodels.vae import ConvVAE
-
-Z, H = 4, 8
-
-
-def save_vae(path: Path, seed: int) -> Path:
-    torch.manual_seed(seed)
-    save_checkpoint(path, kind="vae", config=asdict(VAEConfig(z_dim=Z)), model=ConvVAE(Z).state_dict())
-    return path
-
-
-def tiny_world_models(folder: Path, seed: int = 0) -> tuple[Path, Path]:
-    """Random V (z=4) and M (h=8, 2 Gaussians) checkpoints, M recording V as its parent."""
-    vae_path = save_vae(folder / f"vae{seed}.pt", seed)
-    cfg = MDNRNNConfig(z_dim=Z, hidden_size=H, n_gaussians=2)
-    torch.manual_seed(seed + 1)
-    m = MDNRNN(z_dim=Z, hidden_size=H, n_gaussians=2)
-    with torch.no_grad():
-        m.done_head.bias.fill_(-4.0)   # dreams mostly run to their step limit
-    gen = torch.Generator().manual_seed(seed)
-    mdnrnn_path = folder / f"mdnrnn{seed}.pt"
-    save_checkpoint(mdnrnn_path, kind="mdnrnn", config=asdict(cfg), model=m.state_dict(),
-                    parents={"vae_sha256": checkpoint_sha256(vae_path)},
-                    extra={"initial_mu": torch.randn(5, Z, generator=gen),
-                           "initial_logvar": torch.full((5, Z), -2.0),
-                           "vae_path": str(vae_path)})
-    return vae_path, mdnrnn_path
-
-
-def save_controller(path: Path, vae_path: Path, mdnrnn_path: Path, seed: int = 0) -> Path:
-    """A controller checkpoint with random weights, trained (so it says) against V and M."""
-    torch.manual_seed(seed)
-    c = Controller(Z, H)
-    with torch.no_grad():
-        c.fc.weight.mul_(5.0)
-    save_checkpoint(path, kind="controller", config=asdict(ControllerConfig()), model=c.state_dict(),
-                    parents={"vae_sha256": checkpoint_sha256(vae_path),
-                             "mdnrnn_sha256": checkpoint_sha256(mdnrnn_path)},
-                    extra={"vae_path": str(vae_path), "mdnrnn_path": str(mdnrnn_path),
-                           "z_dim": Z, "hidden_size": H})
-    return path
+from worldmodels.testing import H, Z, save_controller, save_vae, tiny_world_models
 
 
 @pytest.fixture(scope="module")

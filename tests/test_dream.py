@@ -10,43 +10,18 @@ import numpy as np
 import pytest
 import torch
 
-from worldmodels.checkpoint import CheckpointError, checkpoint_sha256, save_checkpoint
+from worldmodels.checkpoint import CheckpointError, save_checkpoint
 from worldmodels.cli import CLIError
-from worldmodels.config import MDNRNNConfig, VAEConfig
+from worldmodels.config import VAEConfig
 from worldmodels.controller import Controller
 from worldmodels.dream import BatchedDream
 from worldmodels.mdnrnn import MDNRNN, load_mdnrnn, sample_z
+from worldmodels.testing import DH as H
+from worldmodels.testing import DK as K
+from worldmodels.testing import DZ as Z
+from worldmodels.testing import save_tiny_models, tiny_mdnrnn
 from worldmodels.vae import ConvVAE
 from worldmodels.video import hstack_panels, read_video_frames, write_video
-
-Z, H, K = 8, 16, 3
-
-
-def tiny_mdnrnn(seed: int = 0, done_bias: float = -8.0) -> MDNRNN:
-    """A small M with random weights; ``done_bias`` -8 keeps p(done) < 0.02 (never done)."""
-    torch.manual_seed(seed)
-    m = MDNRNN(z_dim=Z, action_dim=3, hidden_size=H, n_gaussians=K)
-    with torch.no_grad():
-        m.done_head.bias.fill_(done_bias)
-    return m.eval()
-
-
-def save_tiny_models(folder: Path, seed: int = 0) -> tuple[Path, Path]:
-    """Write a random tiny V (z=8) and an M trained 'against' it; returns (vae_path, m_path)."""
-    torch.manual_seed(seed)
-    vae = ConvVAE(z_dim=Z)
-    vae_path = save_checkpoint(folder / "vae.pt", kind="vae", config=asdict(VAEConfig(z_dim=Z)),
-                               model=vae.state_dict())
-    m = tiny_mdnrnn(seed)
-    gen = torch.Generator().manual_seed(seed)
-    cfg = MDNRNNConfig(z_dim=Z, hidden_size=H, n_gaussians=K)
-    m_path = save_checkpoint(
-        folder / "mdnrnn.pt", kind="mdnrnn", config=asdict(cfg), model=m.state_dict(),
-        parents={"vae_sha256": checkpoint_sha256(vae_path)},
-        extra={"initial_mu": torch.randn(5, Z, generator=gen),
-               "initial_logvar": torch.randn(5, Z, generator=gen) - 2.0,
-               "vae_path": str(vae_path)})
-    return vae_path, m_path
 
 
 @pytest.fixture(scope="module")

@@ -11,11 +11,7 @@ from gymnasium.utils.env_checker import check_env
 
 from worldmodels.checkpoint import CheckpointError, save_checkpoint
 from worldmodels.dream import BatchedDream
-
-try:  # tests/ is on sys.path when pytest runs these files as top-level modules
-    from test_dream import save_tiny_models
-except ImportError:  # pragma: no cover  (tests/ as a package)
-    from .test_dream import save_tiny_models
+from worldmodels.testing import save_tiny_models
 
 ENV_ID = "worldmodels/CarRacingDream-v0"
 

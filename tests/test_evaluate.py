@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 from conftest import assert_process_group_ends
-from test_controller import save_controller, save_vae, tiny_world_models
 
 from worldmodels import seeds
 from worldmodels.checkpoint import CheckpointError, checkpoint_sha256
 from worldmodels.cli import CLIError
 from worldmodels.config import EnvConfig
+from worldmodels.testing import save_controller, save_vae, tiny_world_models
 
 STEPS = 30
 

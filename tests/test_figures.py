@@ -15,11 +15,11 @@ import cv2
 import numpy as np
 import pytest
 from conftest import _write_rollouts
-from test_controller import save_controller, tiny_world_models
 
 from worldmodels.cli import main
 from worldmodels.commands import figures
 from worldmodels.logger import Logger
+from worldmodels.testing import save_controller, tiny_world_models
 from worldmodels.video import upscale
 
 LENGTHS = (30, 25, 40)

@@ -8,14 +8,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_controller import H, Z, save_controller, tiny_world_models
-from test_pipeline import tiny_preset
 
 from worldmodels import runs, seeds
 from worldmodels.checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
 from worldmodels.config import CollectConfig, ControllerConfig, EnvConfig, IterateConfig, MDNRNNConfig
 from worldmodels.dream import BatchedDream
 from worldmodels.mdnrnn import MDNRNN
+from worldmodels.testing import H, Z, save_controller, tiny_preset, tiny_world_models
 from worldmodels.utils import read_json
 
 ENV = EnvConfig(max_steps=30)
@@ -75,10 +74,9 @@ def test_action_noise_changes_the_actions_and_the_episode_replays(agent_models):
 # --- M on several folders ------------------------------------------------------------------
 
 def test_train_rnn_on_several_folders_refuses_latents_of_another_v(tmp_path, make_rollouts):
-    from test_controller import save_vae
-
     from worldmodels.commands.encode import encode_rollouts
     from worldmodels.commands.train_rnn import train_rnn
+    from worldmodels.testing import save_vae
 
     vae = save_vae(tmp_path / "vae.pt", 0)
     other = save_vae(tmp_path / "vae_other.pt", 1)

@@ -34,6 +34,7 @@ from worldmodels.commands.play import caption_height
 from worldmodels.config import EnvConfig, get_preset, to_dict
 from worldmodels.data import read_manifest
 from worldmodels.runs import RunConfigMismatch
+from worldmodels.testing import tiny_preset
 from worldmodels.utils import read_json
 from worldmodels.video import read_video_frames, upscale
 
@@ -138,22 +139,6 @@ def test_debug_pipeline_results(debug_run):
 
 
 # --- resume ------------------------------------------------------------------------------------
-
-def tiny_preset():
-    """``debug`` made smaller still: 3 episodes of 40 steps; C trained without real evaluations
-    (``eval_every=0``), so the pipeline evaluates ``controller.pt``."""
-    d = get_preset("debug")
-    return replace(
-        d, name="tiny",
-        env=replace(d.env, max_steps=40),
-        collect=replace(d.collect, episodes=3, workers=1, max_steps=40),
-        vae=replace(d.vae, batch_size=16),
-        rnn=replace(d.rnn, hidden_size=32, seq_len=16, batch_size=4),
-        controller=replace(d.controller, popsize=6, rollouts_per_candidate=1, generations=3,
-                           dream_max_steps=40, eval_every=0, workers=1),
-        eval=replace(d.eval, episodes=1, workers=1),
-    )
-
 
 # Files that every pipeline run rewrites by design (bookkeeping, not stage results).
 REWRITTEN = {"timings.json", "preset.json", "rollouts/done.json"}
