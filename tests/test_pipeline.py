@@ -282,6 +282,26 @@ def test_play_records_three_panels_one_frame_per_step(debug_run, tmp_path, capsy
     assert not np.array_equal(frames[0], frames[-1])
 
 
+def test_play_record_every_k_keeps_every_kth_step_in_real_time(debug_run, tmp_path):
+    steps, every, size = 14, 5, 48   # frames of steps 0, 5 and 10; 10 fps
+    out = tmp_path / "drive.gif"
+    controller = debug_run.folder / "controller" / "controller_best.pt"
+    assert main(["play", "--controller", str(controller), "--record", str(out),
+                 "--max-steps", str(steps), "--panel-size", str(size), "--every", str(every),
+                 "--device", "cpu"]) == 0
+    frames = read_video_frames(out)
+    assert frames.shape == (3, size + caption_height(size), 3 * size, 3)
+    with Image.open(out) as im:
+        assert im.info["duration"] == 100  # 50 / 5 = 10 frames/s: still real time
+    every_step = tmp_path / "all.gif"
+    assert main(["play", "--controller", str(controller), "--record", str(every_step),
+                 "--max-steps", str(steps), "--panel-size", str(size), "--device", "cpu"]) == 0
+    np.testing.assert_array_equal(frames, read_video_frames(every_step)[::every])
+    assert out.stat().st_size < every_step.stat().st_size
+    assert main(["play", "--controller", str(controller), "--record", str(out),
+                 "--every", "0"]) == 2
+
+
 def test_play_needs_something_to_show(debug_run):
     import argparse
 

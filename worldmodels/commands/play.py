@@ -46,6 +46,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="feed C the VAE mean instead of a sampled z")
     parser.add_argument("--panel-size", type=int, default=160, help="pixels per video panel side")
     parser.add_argument("--fps", type=int, default=50, help="video frame rate (CarRacing runs at 50)")
+    parser.add_argument("--every", type=int, default=1, metavar="K",
+                        help="record every K-th step (a smaller file; played back at FPS / K "
+                             "frames per second, so the video keeps real time; default: 1)")
     add_device_argument(parser)
 
 
@@ -69,13 +72,17 @@ def play(controller: Path, vae: Path | None = None, rnn: Path | None = None,
          render: str = "none", record: Path | None = None, episodes: int = 1,
          seed: int = TEST_START, env_id: str = EnvConfig.env_id,
          max_steps: int = EnvConfig.max_steps, use_mu: bool = False, panel_size: int = 160,
-         fps: int = 50, device: str = "auto") -> list[float]:
-    """Play ``episodes`` episodes; returns their returns. Writes ``record`` if given."""
+         fps: int = 50, device: str = "auto", every: int = 1) -> list[float]:
+    """Play ``episodes`` episodes; returns their returns. Writes ``record`` if given, with
+    every ``every``-th step of each episode (from its first), at ``fps / every`` frames/s."""
     from worldmodels.agents.world_models_agent import WorldModelsAgent
     from worldmodels.envs import make_env
 
     if episodes < 1:
         raise CLIError(f"--episodes must be at least 1, got {episodes}")
+    if every < 1 or fps < 1 or panel_size < 16:
+        raise CLIError(f"need --every >= 1, --fps >= 1 and --panel-size >= 16, got {every}, "
+                       f"{fps} and {panel_size}")
     if record is not None and record.suffix.lower() not in (".mp4", ".gif"):
         raise CLIError(f"--record {record}: use a .mp4 or .gif file name")
     if render == "human":
@@ -93,7 +100,7 @@ def play(controller: Path, vae: Path | None = None, rnn: Path | None = None,
             raw, total, done, t = info["raw_frame"], 0.0, False, 0
             while not done:
                 action = agent.act(obs)
-                if record is not None:
+                if record is not None and t % every == 0:
                     frames.append(video_frame(raw, agent.reconstruction(), agent.prediction(),
                                               action, total, t, panel_size))
                 obs, reward, terminated, truncated, info = env.step(action)
@@ -105,8 +112,9 @@ def play(controller: Path, vae: Path | None = None, rnn: Path | None = None,
     finally:
         env.close()
     if record is not None:
-        write_video(record, np.stack(frames), fps=fps)
-        print(f"video: {record} ({len(frames)} frames, {fps} fps)")
+        rate = max(1, round(fps / every))
+        write_video(record, np.stack(frames), fps=rate)
+        print(f"video: {record} ({len(frames)} frames, {rate} fps)")
     return returns
 
 
@@ -114,5 +122,6 @@ def run(args: argparse.Namespace) -> int:
     if args.render == "none" and args.record is None:
         raise CLIError("nothing to show: pass --render human and/or --record OUT.mp4")
     play(args.controller, args.vae, args.rnn, args.render, args.record, args.episodes, args.seed,
-         args.env_id, args.max_steps, args.use_mu, args.panel_size, args.fps, args.device)
+         args.env_id, args.max_steps, args.use_mu, args.panel_size, args.fps, args.device,
+         args.every)
     return 0
