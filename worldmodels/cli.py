@@ -43,6 +43,8 @@ COMMANDS: list[tuple[str, str, str]] = [
      "watch the agent drive: a live window or a side-by-side video"),
     ("pipeline", _C + "pipeline",
      "run every stage, collect to evaluate, resuming where it stopped"),
+    ("export-agent", _C + "export_agent",
+     "write a trained C (with its V and M) as a shipped agent folder, checksummed"),
     ("figures", _C + "figures",
      "draw the README's figures (PNG) from a pipeline run folder"),
     ("bench", _C + "bench",
@@ -86,6 +88,33 @@ def add_preset_argument(parser: argparse.ArgumentParser, default: str = "laptop"
 
 def preset_from_args(args: argparse.Namespace) -> Preset:
     return get_preset(args.preset)
+
+
+def add_agent_argument(parser: argparse._ActionsContainer) -> None:
+    parser.add_argument("--agent", metavar="NAME|DIR",
+                        help="a shipped agent (`agents/zoo/NAME`, e.g. carracing) or an agent "
+                             "folder written by `worldmodels export-agent`, instead of "
+                             "--controller/--vae/--rnn")
+
+
+def apply_agent(args: argparse.Namespace, parts: Sequence[str] = ("controller", "vae", "rnn")
+                ) -> None:
+    """Fill ``args.controller/vae/rnn`` from ``--agent`` (its files checked against the
+    manifest); refuse ``--agent`` together with any of them."""
+    if getattr(args, "agent", None) is None:
+        return
+    given = [f"--{p}" for p in parts if getattr(args, p, None) is not None]
+    if given:
+        raise CLIError(f"--agent gives the checkpoints; drop {', '.join(given)}")
+    from .zoo import load_shipped
+
+    shipped = load_shipped(args.agent)
+    files = {"controller": shipped.controller, "vae": shipped.vae, "rnn": shipped.mdnrnn}
+    for p in parts:
+        setattr(args, p, files[p])
+    label = shipped.manifest.get("label")
+    print(f"agent {shipped.manifest.get('name', args.agent)} ({shipped.folder})"
+          + (f": {label}" if label else ""), flush=True)
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cli import CLIError, add_device_argument
+from ..cli import CLIError, add_agent_argument, add_device_argument, apply_agent
 from ..dream import BatchedDream, predict_open_loop
 from ..utils import resolve_device
 from ..vae import ConvVAE, decode_frames, load_vae
@@ -31,9 +31,10 @@ TB_PANEL = 128  # panel side of the videos logged to TensorBoard (GIFs stay smal
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--vae", required=True, metavar="V.pt", help="V checkpoint (vae.pt)")
-    parser.add_argument("--rnn", required=True, metavar="M.pt",
+    parser.add_argument("--vae", metavar="V.pt", help="V checkpoint (vae.pt)")
+    parser.add_argument("--rnn", metavar="M.pt",
                         help="M checkpoint (mdnrnn.pt), trained against --vae")
+    add_agent_argument(parser)
     parser.add_argument("--record", metavar="FILE", help="write the video to FILE (.mp4 or .gif)")
     parser.add_argument("--steps", type=int, default=None,
                         help=f"dream steps; the video has steps + 1 frames (default: "
@@ -61,6 +62,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_agent(args, parts=("vae", "rnn"))
+    if args.vae is None or args.rnn is None:
+        raise CLIError("give --vae V.pt and --rnn M.pt, or --agent NAME")
     if args.record and Path(args.record).suffix.lower() not in VIDEO_EXTENSIONS:
         raise CLIError(f"--record {args.record}: use a .mp4 or .gif file name")
     if not (args.record or args.tb_dir or args.keyboard):

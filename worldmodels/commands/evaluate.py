@@ -42,9 +42,11 @@ from .. import __version__
 from ..checkpoint import checkpoint_sha256
 from ..cli import (
     CLIError,
+    add_agent_argument,
     add_config_arguments,
     add_device_argument,
     add_preset_argument,
+    apply_agent,
     config_from_args,
     preset_from_args,
 )
@@ -135,6 +137,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     agent.add_argument("--controller", type=Path, help="controller checkpoint (controller_best.pt)")
     agent.add_argument("--vae", type=Path, help="V checkpoint (default: the one C records)")
     agent.add_argument("--rnn", type=Path, help="M checkpoint (default: the one C records)")
+    add_agent_argument(agent)
     agent.add_argument("--policy", choices=["random", "brownian"],
                        help="score a baseline policy instead of a controller")
     add_config_arguments(parser, EvalConfig)
@@ -149,6 +152,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.policy is not None and args.agent is not None:
+        raise CLIError("give --agent or --policy, not both")
+    apply_agent(args)
     if (args.controller is None) == (args.policy is None):
         raise CLIError("give --controller C.pt or --policy random|brownian (one of them)")
     if args.policy is not None and (args.vae or args.rnn):

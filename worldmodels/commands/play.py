@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import CLIError, add_device_argument
+from ..cli import CLIError, add_agent_argument, add_device_argument, apply_agent
 from ..config import EnvConfig
 from ..seeds import TEST_START
 from ..utils import resolve_device
@@ -28,7 +28,8 @@ PANEL_LABELS = ("real", "V: reconstruction", "M: next frame")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--controller", required=True, type=Path, help="controller checkpoint (C)")
+    parser.add_argument("--controller", type=Path, help="controller checkpoint (C)")
+    add_agent_argument(parser)
     parser.add_argument("--vae", type=Path, help="V checkpoint (default: the one C records)")
     parser.add_argument("--rnn", type=Path, help="M checkpoint (default: the one C records)")
     parser.add_argument("--render", choices=["human", "none"], default="none",
@@ -119,6 +120,9 @@ def play(controller: Path, vae: Path | None = None, rnn: Path | None = None,
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_agent(args)
+    if args.controller is None:
+        raise CLIError("give --controller C.pt or --agent NAME")
     if args.render == "none" and args.record is None:
         raise CLIError("nothing to show: pass --render human and/or --record OUT.mp4")
     play(args.controller, args.vae, args.rnn, args.render, args.record, args.episodes, args.seed,
