@@ -149,9 +149,12 @@ def load_controller(path: str | os.PathLike) -> tuple[Controller, dict]:
     ckpt = load_checkpoint(path, kind="controller")
     extra = ckpt.get("extra", {})
     try:
-        controller = Controller(z_dim=int(extra["z_dim"]), hidden_size=int(extra["hidden_size"]))
+        args = ckpt.get("model_args") or {  # checkpoints of 0.1.0 kept the sizes in extra
+            "z_dim": int(extra["z_dim"]), "hidden_size": int(extra["hidden_size"])}
     except KeyError as e:
-        raise CheckpointError(f"{path} records no {e.args[0]} in its extra") from None
+        raise CheckpointError(f"{path} records no model_args and no {e.args[0]} in its extra"
+                              ) from None
+    controller = Controller(**args)
     load_state(controller, ckpt["model"], path)
     return controller.eval(), ckpt
 

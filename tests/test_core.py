@@ -238,3 +238,23 @@ def test_a_checkpoint_with_foreign_objects_is_refused_without_unsafe_advice(tmp_
     message = str(info.value)
     assert str(path) in message and "weights_only=False" not in message
     assert "not loaded" in message
+
+
+def test_every_checkpoint_rebuilds_its_model_from_model_args(tmp_path):
+    from worldmodels.agents.world_models_agent import load_controller
+    from worldmodels.controller import Controller
+    from worldmodels.mdnrnn import MDNRNN, load_mdnrnn
+    from worldmodels.vae import load_vae
+
+    for module, loader in ((ConvVAE(8), load_vae),
+                           (MDNRNN(z_dim=8, hidden_size=16, n_gaussians=3, reward_heads=2),
+                            load_mdnrnn),
+                           (Controller(8, 16), load_controller)):
+        kind = {"ConvVAE": "vae", "MDNRNN": "mdnrnn", "Controller": "controller"}[
+            type(module).__name__]
+        path = save_checkpoint(tmp_path / f"{kind}.pt", kind=kind, config={}, model=module.state_dict(),
+                               model_args=module.model_args)
+        args = load_checkpoint(path)["model_args"]
+        assert type(module)(**args).model_args == module.model_args
+        rebuilt, _ = loader(path)
+        assert rebuilt.model_args == module.model_args

@@ -35,10 +35,15 @@ class CheckpointError(RuntimeError):
 
 def save_checkpoint(path: str | os.PathLike, *, kind: str, config: dict, model: dict,
                     optimizer: dict | None = None, step: int = 0, epoch: int = 0,
-                    parents: dict[str, str] | None = None, extra: dict | None = None) -> Path:
+                    parents: dict[str, str] | None = None, extra: dict | None = None,
+                    model_args: dict | None = None) -> Path:
+    """Write a checkpoint atomically. ``model_args`` are the model's constructor arguments
+    (its shapes, apart from the training settings in ``config``): ``Model(**model_args)``
+    rebuilds it."""
     payload = {
         "kind": kind,
         "version": __version__,
+        "model_args": dict(model_args or {}),
         "config": config,
         "model": model,
         "optimizer": optimizer,

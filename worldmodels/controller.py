@@ -32,6 +32,12 @@ class Controller(nn.Module):
         self.fc = nn.Linear(z_dim + hidden_size, action_dim)
 
     @property
+    def model_args(self) -> dict:
+        """Constructor arguments: ``Controller(**c.model_args)`` builds the same shapes."""
+        return {"z_dim": self.z_dim, "hidden_size": self.hidden_size,
+                "action_dim": self.action_dim}
+
+    @property
     def n_params(self) -> int:
         return n_params(self.z_dim + self.hidden_size, self.action_dim)
 

@@ -55,6 +55,15 @@ class MDNRNN(nn.Module):
         self.reward_head = nn.Linear(hidden_size, reward_heads) if predict_reward else None
         self.done_head = nn.Linear(hidden_size, 1) if predict_done else None
 
+    @property
+    def model_args(self) -> dict:
+        """Constructor arguments: ``MDNRNN(**m.model_args)`` builds the same shapes."""
+        return {"z_dim": self.z_dim, "action_dim": self.action_dim,
+                "hidden_size": self.hidden_size, "n_gaussians": self.n_gaussians,
+                "predict_reward": self.reward_head is not None,
+                "predict_done": self.done_head is not None, "dropout": self.dropout,
+                "reward_heads": self.reward_heads}
+
     def initial_state(self, batch: int, device: torch.device | str | None = None) -> State:
         device = device or self.mdn.weight.device
         zeros = torch.zeros(1, batch, self.hidden_size, device=device)
@@ -240,9 +249,11 @@ def load_mdnrnn(path, device: str | torch.device = "cpu",
     if vae_path is not None:
         check_parent(ckpt, "vae_sha256", vae_path)
     c = ckpt["config"]
-    model = MDNRNN(z_dim=c["z_dim"], action_dim=c["action_dim"], hidden_size=c["hidden_size"],
-                   n_gaussians=c["n_gaussians"], predict_reward=c["predict_reward"],
-                   predict_done=c["predict_done"], dropout=c.get("dropout", 0.0),
-                   reward_heads=c.get("reward_heads", 1))
+    args = ckpt.get("model_args") or dict(  # checkpoints of 0.1.0: the sizes from the config
+        z_dim=c["z_dim"], action_dim=c["action_dim"], hidden_size=c["hidden_size"],
+        n_gaussians=c["n_gaussians"], predict_reward=c["predict_reward"],
+        predict_done=c["predict_done"], dropout=c.get("dropout", 0.0),
+        reward_heads=c.get("reward_heads", 1))
+    model = MDNRNN(**args)
     load_state(model, ckpt["model"], path)
     return model.to(device).eval(), ckpt

@@ -34,6 +34,11 @@ class VAELoss(NamedTuple):
 
 
 class ConvVAE(nn.Module):
+    @property
+    def model_args(self) -> dict:
+        """Constructor arguments: ``ConvVAE(**vae.model_args)`` builds the same shapes."""
+        return {"z_dim": self.z_dim}
+
     def __init__(self, z_dim: int = 32):
         super().__init__()
         self.z_dim = z_dim
@@ -106,7 +111,7 @@ def load_vae(path, device: str | torch.device = "cpu") -> tuple[ConvVAE, dict]:
     from .checkpoint import load_checkpoint, load_state
 
     ckpt = load_checkpoint(path, kind="vae")
-    vae = ConvVAE(z_dim=int(ckpt["config"]["z_dim"]))
+    vae = ConvVAE(**(ckpt.get("model_args") or {"z_dim": int(ckpt["config"]["z_dim"])}))
     load_state(vae, ckpt["model"], path)
     return vae.to(device).eval(), ckpt
 

@@ -120,11 +120,12 @@ def export_agent(controller: str | os.PathLike, out_dir: str | os.PathLike, name
         return {k: v.half() if v.is_floating_point() else v for k, v in state.items()}
 
     save_checkpoint(out / "vae.pt", kind="vae", config=src["vae"]["config"],
-                    model=half(src["vae"]["model"]))
+                    model=half(src["vae"]["model"]), model_args=agent.vae.model_args)
     vae_sha = checkpoint_sha256(out / "vae.pt")
     m = src["mdnrnn"]
     keep = ("initial_mu", "initial_logvar")
     save_checkpoint(out / "mdnrnn.pt", kind="mdnrnn", config=m["config"], model=half(m["model"]),
+                    model_args=agent.mdnrnn.model_args,
                     parents={"vae_sha256": vae_sha},
                     extra={k: m["extra"][k].half() for k in keep if k in m["extra"]}
                     | {"vae_path": "vae.pt"})
@@ -132,6 +133,7 @@ def export_agent(controller: str | os.PathLike, out_dir: str | os.PathLike, name
     c = src["controller"]
     extra = {k: c["extra"][k] for k in ("z_dim", "hidden_size") if k in c["extra"]}
     save_checkpoint(out / "controller.pt", kind="controller", config=c["config"], model=c["model"],
+                    model_args=agent.controller.model_args,
                     parents={"vae_sha256": vae_sha, "mdnrnn_sha256": m_sha},
                     extra=extra | {"vae_path": "vae.pt", "mdnrnn_path": "mdnrnn.pt"})
     manifest = {

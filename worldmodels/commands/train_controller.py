@@ -109,7 +109,7 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
     def save(path: Path, extra: dict[str, Any]) -> None:
         controller.set_flat(es.mean)
         save_checkpoint(path, kind="controller", config=asdict(cfg), model=controller.state_dict(),
-                        step=es.generation, parents=parents,
+                        model_args=controller.model_args, step=es.generation, parents=parents,
                         extra={"vae_path": str(vae_path), "mdnrnn_path": str(mdnrnn_path),
                                "z_dim": z_dim, "hidden_size": hidden_size,
                                "best_real": state["best_real"],

@@ -333,7 +333,8 @@ def train_rnn(latent_dir: str | os.PathLike | Sequence[str | os.PathLike],
             logger.scalar("time/steps_per_s", rate, step)
             logger.flush()
             save_checkpoint(ckpt_path, kind="mdnrnn", config=asdict(cfg),
-                            model=model.state_dict(), optimizer=optimizer.state_dict(),
+                            model=model.state_dict(), model_args=model.model_args,
+                            optimizer=optimizer.state_dict(),
                             step=step, epoch=epoch, parents=parents,
                             extra={"vae_path": str(encoded["vae_path"]),
                                    "initial_mu": initial_mu, "initial_logvar": initial_logvar,

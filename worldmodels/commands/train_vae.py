@@ -368,6 +368,7 @@ def train_vae(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: VAEC
     def save() -> None:
         state.wall_s = wall_before + time.monotonic() - session_start
         save_checkpoint(ckpt_path, kind="vae", config=asdict(cfg), model=vae.state_dict(),
+                        model_args=vae.model_args,
                         optimizer=optimizer.state_dict(), step=state.step, epoch=state.epoch,
                         extra={"progress": asdict(state), "noise_rng": noise.get_state(),
                                "data_id": data_id})
