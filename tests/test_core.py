@@ -242,6 +242,7 @@ def test_a_checkpoint_with_foreign_objects_is_refused_without_unsafe_advice(tmp_
 
 def test_every_checkpoint_rebuilds_its_model_from_model_args(tmp_path):
     from worldmodels.agents.world_models_agent import load_controller
+
     from worldmodels.controller import Controller
     from worldmodels.mdnrnn import MDNRNN, load_mdnrnn
     from worldmodels.vae import load_vae
