@@ -22,19 +22,13 @@ os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
 import gymnasium as gym  # noqa: E402
-import numpy as np  # noqa: E402
 import worldmodels.envs  # noqa: E402,F401  (registers worldmodels/CarRacingFast-v3)
+
+from worldmodels.testing import forward_biased_actions  # noqa: E402
 
 ENV_IDS = {"official": "CarRacing-v3", "fast": "worldmodels/CarRacingFast-v3"}
 
 
-def forward_biased_actions(seed: int, steps: int) -> np.ndarray:
-    """Random steering, mostly gas, a little brake: the car moves and the view changes."""
-    rng = np.random.default_rng(seed)
-    actions = rng.uniform([-1.0, 0.0, 0.0], [1.0, 1.0, 1.0], size=(steps, 3))
-    actions[:, 1] = np.clip(actions[:, 1] + 0.3, 0.0, 1.0)
-    actions[:, 2] *= 0.2
-    return actions.astype(np.float32)
 
 
 def benchmark(seeds: list[int], steps: int, chunk: int) -> dict[str, float]:

@@ -74,3 +74,15 @@ def assert_process_group_ends(pgid: int, what: str, seconds: float = 20.0) -> No
         time.sleep(0.1)
     os.killpg(pgid, signal.SIGKILL)
     pytest.fail(f"worker processes survived {what}")
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread (``pytestmark = pytest.mark.usefixtures("one_thread")``): tiny models
+    run far faster on one thread than on two cores shared with other work."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -22,13 +22,7 @@ from worldmodels.vae import ConvVAE, frames_to_tensor
 LENGTHS = (12, 9, 15, 7)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine two threads spin against other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_vae(path: Path, seed: int) -> Path:

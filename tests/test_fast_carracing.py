@@ -23,17 +23,12 @@ from pygame import gfxdraw  # noqa: E402
 from worldmodels.envs import fast_carracing  # noqa: E402
 from worldmodels.envs.fast_carracing import FastCarRacing  # noqa: E402
 
+from worldmodels.testing import forward_biased_actions  # noqa: E402
+
 FAST_ID = "worldmodels/CarRacingFast-v3"
 OFFICIAL_ID = "CarRacing-v3"
 
 
-def forward_biased_actions(seed: int, steps: int) -> np.ndarray:
-    """Random steering, mostly gas, some brake: skids, grass and tiles all get drawn."""
-    rng = np.random.default_rng(seed)
-    actions = rng.uniform([-1.0, 0.0, 0.0], [1.0, 1.0, 1.0], size=(steps, 3))
-    actions[:, 1] = np.clip(actions[:, 1] + 0.3, 0.0, 1.0)
-    actions[:, 2] *= 0.2
-    return actions.astype(np.float32)
 
 
 def assert_same_reset(official, fast, **kwargs) -> None:

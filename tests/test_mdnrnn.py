@@ -17,14 +17,7 @@ from worldmodels.checkpoint import (
 )
 from worldmodels.mdnrnn import MDNRNN, MDNOutput, done_from_logit, gmm_nll, load_mdnrnn, mdnrnn_loss, sample_z
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread than on two cores shared with other work."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def mixture(pi, mu, sigma, n=1) -> MDNOutput:

@@ -23,13 +23,7 @@ CFG = MDNRNNConfig(z_dim=Z, hidden_size=32, n_gaussians=3, seq_len=12, batch_siz
                    epochs=3, lr=3e-3, val_episodes=2, seed=0)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run far faster on one thread than on two cores shared with other work."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def write_latents(folder: Path, n_episodes: int = 10, seed: int = 0, z_dim: int = Z,

@@ -26,13 +26,7 @@ CFG = VAEConfig(epochs=3, batch_size=16, lr=1e-3, val_episodes=1, seed=3)
 WINDOW = 30
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: on a shared 2-core machine two threads spin against other jobs."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture

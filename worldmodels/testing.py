@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from .checkpoint import checkpoint_sha256, save_checkpoint
@@ -109,3 +110,13 @@ def save_tiny_models(folder: Path, seed: int = 0) -> tuple[Path, Path]:
                "initial_logvar": torch.randn(5, DZ, generator=gen) - 2.0,
                "vae_path": str(vae_path)})
     return vae_path, m_path
+
+
+def forward_biased_actions(seed: int, steps: int) -> np.ndarray:
+    """Random steering, mostly gas, a little brake (steps x 3): the car moves, skids, and
+    grass and tiles all get drawn."""
+    rng = np.random.default_rng(seed)
+    actions = rng.uniform([-1.0, 0.0, 0.0], [1.0, 1.0, 1.0], size=(steps, 3))
+    actions[:, 1] = np.clip(actions[:, 1] + 0.3, 0.0, 1.0)
+    actions[:, 2] *= 0.2
+    return actions.astype(np.float32)
