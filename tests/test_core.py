@@ -259,3 +259,17 @@ def test_every_checkpoint_rebuilds_its_model_from_model_args(tmp_path):
         assert type(module)(**args).model_args == module.model_args
         rebuilt, _ = loader(path)
         assert rebuilt.model_args == module.model_args
+
+
+def test_a_manifest_line_cut_by_a_crash_does_not_wedge_the_folder(tmp_path):
+    from worldmodels.data import MANIFEST, ShardError, append_manifest, read_manifest
+
+    append_manifest(tmp_path, {"index": 0, "file": "ep_000000.npz"})
+    with open(tmp_path / MANIFEST, "a") as f:
+        f.write('{"index": 1, "fi')            # the disk filled up mid-line
+    assert [e["index"] for e in read_manifest(tmp_path)] == [0]   # with a warning
+    append_manifest(tmp_path, {"index": 2, "file": "ep_000002.npz"})
+    assert [e["index"] for e in read_manifest(tmp_path)] == [0, 2]
+    (tmp_path / MANIFEST).write_text('{"index": 0, "file": "a.npz"}\n{"length": 3}\n')
+    with pytest.raises(ShardError, match="line 2 is not a manifest entry"):
+        read_manifest(tmp_path)

@@ -142,14 +142,31 @@ def read_manifest(folder: str | os.PathLike) -> list[dict]:
                 warnings.warn(f"{path}: ignoring incomplete last line {n}", stacklevel=2)
                 continue
             raise ShardError(f"{path}: line {n} is not valid JSON ({e})") from e
+        if not isinstance(entry, dict) or not {"index", "file"} <= set(entry):
+            raise ShardError(f"{path}: line {n} is not a manifest entry (needs 'index' and "
+                             "'file')")
         entries[int(entry["index"])] = entry
     return [entries[i] for i in sorted(entries)]
 
 
 def append_manifest(folder: str | os.PathLike, entry: dict) -> None:
-    """Append one finished episode; a single short write with fsync, so lines stay whole."""
+    """Append one finished episode; a single short write with fsync, so lines stay whole.
+
+    A last line cut short by a crash (or a full disk) is dropped first, so that the new line
+    starts on a line of its own and the manifest stays readable (its episode is redone).
+    """
     line = json.dumps(entry, sort_keys=True) + "\n"
-    with open(Path(folder) / MANIFEST, "a") as f:
+    path = Path(folder) / MANIFEST
+    if path.is_file():
+        with open(path, "r+b") as f:
+            size = f.seek(0, os.SEEK_END)
+            if size:
+                f.seek(size - 1)
+                if f.read(1) != b"\n":
+                    f.seek(0)
+                    data = f.read()
+                    f.truncate(data.rfind(b"\n") + 1)
+    with open(path, "a") as f:
         f.write(line)
         f.flush()
         os.fsync(f.fileno())

@@ -46,7 +46,7 @@ from ..cli import (
     sigterm_as_interrupt,
 )
 from ..config import CollectConfig, EnvConfig, to_dict
-from ..data import MANIFEST, ShardError, append_manifest, read_manifest, read_shard, shard_name, write_shard
+from ..data import ShardError, append_manifest, read_manifest, read_shard, shard_name, write_shard
 from ..runs import mark_done, start_run
 from ..seeds import derive_seed
 from ..utils import exit_with_parent, sha256_file
@@ -232,17 +232,6 @@ def _remove_temp_files(out: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _repair_manifest(out: Path) -> None:
-    """Drop a last line cut short by a kill, so the next append starts on a fresh line."""
-    path = out / MANIFEST
-    if not path.is_file():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        with open(path, "r+b") as f:
-            f.truncate(data.rfind(b"\n") + 1)
-
-
 def _adopt_orphans(out: Path, cfg: CollectConfig, entries: dict[int, dict]) -> None:
     """List shards written just before a kill that never reached the manifest."""
     for path in sorted(out.glob("ep_*.npz")):
@@ -264,7 +253,6 @@ def _adopt_orphans(out: Path, cfg: CollectConfig, entries: dict[int, dict]) -> N
 def _prepare_folder(out: Path, cfg: CollectConfig) -> list[int]:
     """Clean up after a kill; return the indices still to collect."""
     _remove_temp_files(out)
-    _repair_manifest(out)
     entries = {e["index"]: e for e in read_manifest(out)}
     _adopt_orphans(out, cfg, entries)
     todo = []
