@@ -161,9 +161,11 @@ def test_rerun_with_other_options_is_refused(collected, change):
 
 
 def test_second_collect_into_the_same_folder_is_refused(collected):
-    with open(collected[1] / "collect.lock", "a") as lock:
+    from worldmodels.runs import LOCK, RunLocked
+
+    with open(collected[1] / LOCK, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a running collect holds it
-        with pytest.raises(cli.CLIError, match="another `worldmodels collect` is writing"):
+        with pytest.raises(RunLocked, match="another worldmodels process is running in"):
             collect_rollouts(collected[1], CFG, ENV, progress=False)
     assert collect_rollouts(collected[1], CFG, ENV, progress=False) == read_manifest(collected[1])
 

@@ -337,3 +337,30 @@ def test_reward_heads_learn_from_their_own_halves():
     expect = ((out.reward[:2, :, 0] - target[:2]) ** 2).mean() / 2 + \
         ((out.reward[2:, :, 1] - target[2:]) ** 2).mean() / 2
     torch.testing.assert_close(loss.reward_mse, expect)
+
+
+def test_a_second_process_on_a_busy_run_folder_is_refused_before_it_writes(
+        tmp_path, capsys, make_rollouts):
+    """Two commands on one folder used to wedge it for good; now the second stops at once."""
+    import subprocess
+    import sys
+
+    from worldmodels.cli import main
+    from worldmodels.runs import LOCK
+
+    data = make_rollouts(tmp_path / "rollouts")
+    out = tmp_path / "vae"
+    out.mkdir()
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'a'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+         str(out / LOCK)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert main(["train-vae", "--preset", "debug", "--data", str(data), "--out", str(out),
+                     "--val-episodes", "1"]) == 2
+    finally:
+        holder.kill()
+        holder.wait()
+    assert "another worldmodels process is running in" in capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [LOCK]

@@ -1,4 +1,6 @@
-"""Run folders: the resolved config written at start, a ``done.json`` at the end.
+"""Run folders: the resolved config written at start, a ``done.json`` at the end, and a lock
+(``run.lock``) held by the process running the stage, so that a second command on the same
+folder is refused instead of mixing two runs.
 
 Rules shared by every stage: rerunning the same command resumes; a finished stage is not
 redone; a folder started with another config is refused (so nothing finished is
@@ -7,19 +9,51 @@ overwritten and no run silently mixes two configs).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from .utils import atomic_write_json, read_json
 
 CONFIG = "config.json"
 DONE = "done.json"
+LOCK = "run.lock"
+
+_HELD: dict[str, IO] = {}  # folders this process owns: resolved path -> its open lock file
 
 
 class RunConfigMismatch(ValueError):
     """A run folder holds a run started with a different config."""
+
+
+class RunLocked(ValueError):
+    """Another process is running a stage in this folder."""
+
+
+def _lock(folder: Path, stage: str) -> None:
+    """Own ``folder`` (``folder/run.lock``, an flock) until :func:`mark_done` or the process
+    ends, however it ends; a second process is refused at once. Reentrant in one process."""
+    key = str(folder.resolve())
+    if key in _HELD:
+        return
+    f = open(folder / LOCK, "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.close()
+        raise RunLocked(f"another worldmodels process is running in {folder} (it holds "
+                        f"{folder / LOCK}); wait for it to finish or stop it, then run "
+                        f"`{stage}` again") from None
+    _HELD[key] = f
+
+
+def release(folder: str | os.PathLike) -> None:
+    """Give up this process's lock on ``folder`` (if it holds one)."""
+    f = _HELD.pop(str(Path(folder).resolve()), None)
+    if f is not None:
+        f.close()
 
 
 def start_run(folder: str | os.PathLike, config: dict[str, Any], stage: str,
@@ -31,11 +65,15 @@ def start_run(folder: str | os.PathLike, config: dict[str, Any], stage: str,
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
+    held_before = str(folder.resolve()) in _HELD
+    _lock(folder, stage)   # before reading the config: two runs cannot race past the check
     path = folder / filename
     record = {"stage": stage, "config": config}
     if path.exists():
         old = read_json(path)
         if _canonical(old) != _canonical(_without_new_defaults(record, old)):
+            if not held_before:
+                release(folder)  # a refused run does not keep the folder
             diff = _diff(old.get("config", {}), config)
             raise RunConfigMismatch(
                 f"{folder} holds a {old.get('stage')} run with a different config "
@@ -63,6 +101,7 @@ def is_done(folder: str | os.PathLike) -> bool:
 
 def mark_done(folder: str | os.PathLike, summary: dict[str, Any]) -> None:
     atomic_write_json(Path(folder) / DONE, summary)
+    release(folder)
 
 
 def read_done(folder: str | os.PathLike) -> dict[str, Any]:

@@ -21,8 +21,6 @@ may change.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import fcntl
 import functools
 import multiprocessing as mp
 import os
@@ -32,13 +30,12 @@ import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 from tqdm import tqdm
 
 from ..cli import (
-    CLIError,
     add_config_arguments,
     add_preset_argument,
     config_from_args,
@@ -215,18 +212,6 @@ def _check_config(cfg: CollectConfig, env_cfg: EnvConfig) -> None:
             raise ValueError(f"{name} must be >= {low}, got {getattr(cfg, name)}")
 
 
-@contextlib.contextmanager
-def _locked(out: Path) -> Iterator[None]:
-    """Hold ``OUT/collect.lock``, so that a second collect into the same folder stops at once."""
-    with open(out / "collect.lock", "a") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CLIError(f"another `worldmodels collect` is writing to {out}; wait for it "
-                           "to finish or stop it first") from None
-        yield  # closing the file releases the lock (so does the process ending)
-
-
 def _remove_temp_files(out: Path) -> None:
     for tmp in out.glob(_TEMP_GLOB):
         tmp.unlink(missing_ok=True)
@@ -342,21 +327,20 @@ def collect_rollouts(out_dir: str | Path, cfg: CollectConfig, env_cfg: EnvConfig
     """
     _check_config(cfg, env_cfg)
     out = Path(out_dir)
-    start_run(out, run_config(cfg, env_cfg), "collect", filename=RUN_FILE)
-    with _locked(out):
-        todo = _prepare_folder(out, cfg)
-        bar = _Progress(cfg.episodes, cfg.episodes - len(todo), progress)
-        # Also when called from Python rather than the command line.
-        try:
-            with sigterm_as_interrupt():
-                if todo:
-                    one = min(cfg.workers, len(todo)) == 1
-                    (_collect_in_process if one else _collect_in_pool)(todo, out, cfg, env_cfg,
-                                                                      bar)
-                    bar.set_steps(bar.steps, force=True)
-        finally:
-            bar.close()
-            _remove_temp_files(out)
+    start_run(out, run_config(cfg, env_cfg), "collect", filename=RUN_FILE)  # and lock OUT
+    todo = _prepare_folder(out, cfg)
+    bar = _Progress(cfg.episodes, cfg.episodes - len(todo), progress)
+    # Also when called from Python rather than the command line.
+    try:
+        with sigterm_as_interrupt():
+            if todo:
+                one = min(cfg.workers, len(todo)) == 1
+                (_collect_in_process if one else _collect_in_pool)(todo, out, cfg, env_cfg,
+                                                                  bar)
+                bar.set_steps(bar.steps, force=True)
+    finally:
+        bar.close()
+        _remove_temp_files(out)
 
     all_entries = read_manifest(out)
     requested = [e for e in all_entries if e["index"] < cfg.episodes]
