@@ -81,3 +81,16 @@ def test_evaluate_play_and_dream_take_an_agent_without_a_run_folder(shipped, tmp
     assert main(["play", "--agent", str(agent.folder), "--controller", "x.pt",
                  "--record", str(gif)]) == 2
     assert "--agent gives the checkpoints; drop --controller" in capsys.readouterr().err
+
+
+def test_the_shipped_carracing_agent_loads_and_drives(tmp_path):
+    from worldmodels.zoo import available
+
+    assert "carracing" in available()
+    agent = load_shipped("carracing")                       # every sha256 checked
+    assert agent.manifest["score"]["episodes"] == 100 and agent.manifest["label"]
+    assert sum(f["bytes"] for f in agent.manifest["files"].values()) <= 12_000_000
+    out = tmp_path / "r.json"
+    assert main(["evaluate", "--agent", "carracing", "--episodes", "2", "--workers", "1",
+                 "--max-steps", "30", "--out", str(out), "--no-progress"]) == 0
+    assert json.loads(out.read_text())["summary"]["episodes"] == 2
