@@ -22,14 +22,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from worldmodels.agents.random_policies import ACTION_HIGH, ACTION_LOW
 
 from worldmodels.checkpoint import CheckpointError, check_parent, load_checkpoint, load_state
 from worldmodels.controller import Controller
 from worldmodels.mdnrnn import MDNRNN, load_mdnrnn, sample_z
 from worldmodels.vae import ConvVAE, frames_to_tensor, load_vae, tensor_to_frames
 
-ACTION_LOW_T = torch.tensor([-1.0, 0.0, 0.0])
-ACTION_HIGH_T = torch.tensor([1.0, 1.0, 1.0])
+# The action space's bounds (``random_policies``), as tensors for clipping noisy actions.
+ACTION_LOW_T = torch.from_numpy(ACTION_LOW)
+ACTION_HIGH_T = torch.from_numpy(ACTION_HIGH)
 
 
 class WorldModelsAgent:

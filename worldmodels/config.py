@@ -28,7 +28,8 @@ T = TypeVar("T")
 
 def _check(cfg: Any, *, positive: tuple[str, ...] = (), at_least_one: tuple[str, ...] = (),
            non_negative: tuple[str, ...] = (), fraction: tuple[str, ...] = (),
-           choices: dict[str, tuple[str, ...]] | None = None) -> None:
+           unit: tuple[str, ...] = (), choices: dict[str, tuple[str, ...]] | None = None
+           ) -> None:
     """Refuse a config with a non-finite float or a value out of its field's range, naming
     the field, before any stage writes anything (``__post_init__`` of every config)."""
     def name_of(field_name: str) -> str:  # the config field and its command-line option
@@ -41,7 +42,8 @@ def _check(cfg: Any, *, positive: tuple[str, ...] = (), at_least_one: tuple[str,
     for group, test, what in ((positive, lambda v: v > 0, "> 0"),
                               (at_least_one, lambda v: v >= 1, ">= 1"),
                               (non_negative, lambda v: v >= 0, ">= 0"),
-                              (fraction, lambda v: 0 <= v < 1, "in [0, 1)")):
+                              (fraction, lambda v: 0 <= v < 1, "in [0, 1)"),
+                              (unit, lambda v: 0 <= v <= 1, "in [0, 1]")):
         for field_name in group:
             value = getattr(cfg, field_name)
             if not test(value):
@@ -97,10 +99,7 @@ class CollectConfig:
 
     def __post_init__(self) -> None:
         _check(self, at_least_one=("episodes", "workers", "max_steps"),
-               non_negative=("seed", "action_noise"))
-        if not 0 <= self.brownian_share <= 1:
-            raise ValueError("CollectConfig.brownian_share (--brownian-share) must be in [0, 1], "
-                             f"got {self.brownian_share}")
+               non_negative=("seed", "action_noise"), unit=("brownian_share",))
 
 
 @dataclass(frozen=True)
@@ -231,12 +230,10 @@ class ControllerConfig:
                              "eval_episodes", "workers"),
                non_negative=("temperature", "real_max_steps", "eval_every", "exploit_gap",
                              "reward_penalty", "seed"),
-               fraction=("dream_dropout",), choices={"mode": ("dream", "real")})
+               fraction=("dream_dropout",), unit=("done_threshold",),
+               choices={"mode": ("dream", "real")})
         if self.popsize < 2:
             raise ValueError(f"ControllerConfig.popsize (--popsize) must be >= 2, got {self.popsize}")
-        if not 0 <= self.done_threshold <= 1:
-            raise ValueError("ControllerConfig.done_threshold (--done-threshold) must be in [0, 1], "
-                             f"got {self.done_threshold}")
 
 
 @dataclass(frozen=True)

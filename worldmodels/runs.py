@@ -32,12 +32,13 @@ class RunLocked(ValueError):
     """Another process is running a stage in this folder."""
 
 
-def _lock(folder: Path, stage: str) -> None:
+def _lock(folder: Path, stage: str) -> bool:
     """Own ``folder`` (``folder/run.lock``, an flock) until :func:`mark_done` or the process
-    ends, however it ends; a second process is refused at once. Reentrant in one process."""
+    ends, however it ends; a second process is refused at once. Reentrant in one process:
+    returns whether this call took the lock (False: this process held it already)."""
     key = str(folder.resolve())
     if key in _HELD:
-        return
+        return False
     f = open(folder / LOCK, "a")
     try:
         fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -47,6 +48,7 @@ def _lock(folder: Path, stage: str) -> None:
                         f"{folder / LOCK}); wait for it to finish or stop it, then run "
                         f"`{stage}` again") from None
     _HELD[key] = f
+    return True
 
 
 def release(folder: str | os.PathLike) -> None:
@@ -65,14 +67,13 @@ def start_run(folder: str | os.PathLike, config: dict[str, Any], stage: str,
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    held_before = str(folder.resolve()) in _HELD
-    _lock(folder, stage)   # before reading the config: two runs cannot race past the check
+    taken = _lock(folder, stage)   # before reading the config: no two runs race past the check
     path = folder / filename
     record = {"stage": stage, "config": config}
     if path.exists():
         old = read_json(path)
         if _canonical(old) != _canonical(_without_new_defaults(record, old)):
-            if not held_before:
+            if taken:
                 release(folder)  # a refused run does not keep the folder
             diff = _diff(old.get("config", {}), config)
             raise RunConfigMismatch(

@@ -14,15 +14,17 @@ import numpy as np
 import torch
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[Path], object]) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[Path], object],
+                 suffix: str = ".tmp") -> Path:
     """Write ``path`` via ``write(tmp_path)`` then rename, so readers never see half a file.
 
-    The temporary file sits in the same folder (rename is atomic only within a filesystem)
-    and is removed if ``write`` fails.
+    The temporary file sits in the same folder (rename is atomic only within a filesystem),
+    ends with ``suffix`` (a writer that picks the format from the extension needs it) and
+    is removed if ``write`` fails.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     # mkstemp makes the file 0600; give it the mode an ordinary write would (umask applied),
     # so a run folder shared by a team or a cluster stays readable.
     umask = os.umask(0o022)

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import cv2
 import numpy as np
 from PIL import Image
+
+from .utils import atomic_write
 
 VIDEO_EXTENSIONS = (".mp4", ".gif")
 
@@ -38,18 +39,9 @@ def write_video(path: str | os.PathLike, frames: Sequence[np.ndarray] | np.ndarr
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
         raise ValueError(f"frames must be a non-empty T x H x W x 3 uint8 array, "
                          f"got shape {frames.shape} dtype {frames.dtype}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Like utils.atomic_write, but the temporary name keeps the extension: FFmpeg picks the
-    # container from it.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{ext}", dir=path.parent)
-    os.close(fd)
-    try:
-        (_write_gif if ext == ".gif" else _write_mp4)(Path(tmp), frames, fps)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    # The temporary name keeps the extension: FFmpeg picks the container from it.
+    writer = _write_gif if ext == ".gif" else _write_mp4
+    return atomic_write(path, lambda tmp: writer(tmp, frames, fps), suffix=f".tmp{ext}")
 
 
 def _write_gif(path: Path, frames: np.ndarray, fps: int) -> None:

@@ -126,6 +126,7 @@ def run_episode(index: int, cfg: CollectConfig, env_cfg: EnvConfig,
 
 
 def _manifest_entry(index: int, cfg: CollectConfig, reward: np.ndarray, sha256: str) -> dict:
+    policy = episode_policy(index, cfg)
     return {
         "index": index,
         "file": shard_name(index),
@@ -133,9 +134,9 @@ def _manifest_entry(index: int, cfg: CollectConfig, reward: np.ndarray, sha256: 
         "length": int(len(reward)),
         "return": float(np.sum(reward, dtype=np.float64)),
         "sha256": sha256,
-        "policy": episode_policy(index, cfg),
+        "policy": policy,
         **({"controller_sha256": _controller_sha256(cfg.controller),
-            "action_noise": cfg.action_noise} if episode_policy(index, cfg) == "agent" else {}),
+            "action_noise": cfg.action_noise} if policy == "agent" else {}),
     }
 
 
@@ -193,23 +194,18 @@ def run_config(cfg: CollectConfig, env_cfg: EnvConfig) -> dict:
 
 
 def _check_config(cfg: CollectConfig, env_cfg: EnvConfig) -> None:
-    """Fail on bad options before anything is written."""
+    """Fail on bad options before anything is written (value ranges: ``CollectConfig`` checks
+    them itself)."""
     from worldmodels.agents import make_policy
     from worldmodels.envs import make_env
 
     if cfg.policy == "agent":
         if not cfg.controller or not Path(cfg.controller).is_file():
             raise ValueError(f"policy 'agent' needs --controller C.pt; not a file: {cfg.controller!r}")
-        if not (cfg.action_noise >= 0 and 0 <= cfg.brownian_share <= 1):
-            raise ValueError(f"need action_noise >= 0 and 0 <= brownian_share <= 1, got "
-                             f"{cfg.action_noise} and {cfg.brownian_share}")
         _load_agent(str(cfg.controller))  # V, M and their hashes checked before any episode
     else:
         make_policy(cfg.policy, np.random.default_rng(0))  # unknown name: ValueError listing names
     make_env(env_cfg).close()                          # unknown env id: ValueError listing ids
-    for name, low in (("episodes", 1), ("workers", 1), ("max_steps", 1)):
-        if getattr(cfg, name) < low:
-            raise ValueError(f"{name} must be >= {low}, got {getattr(cfg, name)}")
 
 
 def _remove_temp_files(out: Path) -> None:

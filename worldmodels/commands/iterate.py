@@ -91,8 +91,17 @@ def _controller_summary(folder: Path) -> dict[str, Any]:
             "train_real_steps": int(done.get("train_real_steps", 0))}
 
 
-def _collected_steps(folder: Path) -> int:
-    return sum(int(e["length"]) for e in read_manifest(folder))
+def _collection(folder: Path) -> dict[str, Any]:
+    """Episodes, env steps and mean return of a collection folder (one manifest read)."""
+    entries = read_manifest(folder)
+    return {"episodes": len(entries), "collect_steps": sum(int(e["length"]) for e in entries),
+            "collect_mean_return": float(np.mean([e["return"] for e in entries]))}
+
+
+def _real_steps(r: dict[str, Any]) -> int:
+    """Real env steps one round used: collection, C's real-env training (none in the dream
+    protocol), validation."""
+    return r["collect_steps"] + r["train_real_steps"] + r["validation_steps"]
 
 
 def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "auto",
@@ -105,10 +114,7 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
     from .train_rnn import train_rnn
 
     run_dir = Path(run_dir)
-    it = preset.iterate
-    if it.rounds < 0 or it.episodes < 1 or it.workers < 1 or it.recon_frames < 0:
-        raise ValueError(f"iterate needs rounds >= 0, episodes >= 1, workers >= 1 and "
-                         f"recon_frames >= 0, got {it}")
+    it = preset.iterate  # its values were checked when it was built (IterateConfig)
     vae_path = run_dir / "vae" / "vae.pt"
     tb = run_dir / "tb"
     dev = str(resolve_device(device))
@@ -118,11 +124,11 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
     random_recon = None
     if it.recon_frames:
         random_recon = reconstruction_error(vae_path, run_dir / "rollouts", it.recon_frames)
+    round0 = _collection(run_dir / "rollouts")
+    del round0["collect_mean_return"]  # round 0 is random-policy data, not a C's driving
     rounds.append({
         "round": 0, "controller": str(controller0), "policy": preset.collect.policy,
-        "episodes": len(read_manifest(run_dir / "rollouts")),
-        "collect_steps": _collected_steps(run_dir / "rollouts"),
-        "recon_mse": random_recon, "wall_s": None, **_controller_summary(controller0.parent)})
+        **round0, "recon_mse": random_recon, "wall_s": None, **_controller_summary(controller0.parent)})
     latent_dirs = [run_dir / "latents"]
     controller = controller0
     logger = Logger(tb / "iterate", echo=False)
@@ -151,12 +157,9 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
                                           init=controller if it.warm_start else None)
             prev_wall = next((r.get("wall_s") for r in old.get("rounds", [])
                               if r.get("round") == k), None)
-            entries = read_manifest(rd / "rollouts")
             rounds.append({
                 "round": k, "controller": str(controller), "policy": "agent",
-                "episodes": len(entries), "collect_steps": _collected_steps(rd / "rollouts"),
-                "collect_mean_return": float(np.mean([e["return"] for e in entries])),
-                "recon_mse": recon,
+                **_collection(rd / "rollouts"), "recon_mse": recon,
                 # a resumed round keeps the time it had already spent
                 "wall_s": round(time.perf_counter() - t0 + (prev_wall or 0.0), 1),
                 **_controller_summary(rd / "controller")})
@@ -174,7 +177,7 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
 def _write_summary(path: Path, rounds: list[dict[str, Any]], preset: Preset) -> dict[str, Any]:
     total = 0
     for r in rounds:
-        total += r["collect_steps"] + r["validation_steps"] + r["train_real_steps"]
+        total += _real_steps(r)
         r["real_steps_cumulative"] = total
     scored = [r for r in rounds if r["best_val_return"] is not None]
     chosen = max(scored, key=lambda r: r["best_val_return"]) if scored else rounds[-1]
@@ -188,9 +191,7 @@ def _write_summary(path: Path, rounds: list[dict[str, Any]], preset: Preset) -> 
 
 def _log_round(logger: Logger, rounds: list[dict[str, Any]]) -> None:
     r = rounds[-1]
-    steps = sum(x["collect_steps"] + x["validation_steps"] + x["train_real_steps"]
-                for x in rounds)
-    scalars = {"iterate/real_steps": steps}
+    scalars: dict[str, float] = {"iterate/real_steps": sum(_real_steps(x) for x in rounds)}
     for key in ("best_val_return", "dream_return", "recon_mse"):
         if r.get(key) is not None:
             scalars[f"iterate/{key}"] = r[key]
