@@ -1,4 +1,4 @@
-"""Data-collection policies for CarRacing: ``brownian`` and ``random``.
+"""Data-collection policies: CarRacing's ``brownian`` and ``random``, Take Cover's ``random``.
 
 Both act blindly (they ignore the observation) and draw every number from the numpy
 Generator they are given, so a policy seeded per episode replays exactly. Interface::
@@ -90,16 +90,40 @@ class BrownianPolicy:
         return np.clip(self.state, ACTION_LOW, ACTION_HIGH).astype(np.float32)
 
 
+class ThirdsRandomPolicy:
+    """Take Cover's random policy: left, stay or right (-1, 0, 1), uniform and independent
+    every step (the paper's baseline survives 210 +- 108 steps)."""
+
+    def __init__(self, rng: np.random.Generator):
+        self.rng = rng
+
+    def reset(self) -> None:
+        pass
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        return np.array([self.rng.integers(-1, 2)], dtype=np.float32)
+
+
 POLICIES: dict[str, Callable[[np.random.Generator], Policy]] = {
     "brownian": BrownianPolicy,
     "random": RandomPolicy,
 }
+"""CarRacing's policies."""
+
+WORLD_POLICIES: dict[str, dict[str, Callable[[np.random.Generator], Policy]]] = {
+    "carracing": POLICIES,
+    "take_cover": {"random": ThirdsRandomPolicy},
+}
+"""Each world's policies (``worldmodels.worlds``)."""
 
 
-def make_policy(name: str, rng: np.random.Generator) -> Policy:
-    """The named data-collection policy drawing from ``rng``; unknown names raise ValueError."""
+def make_policy(name: str, rng: np.random.Generator, world: str = "carracing") -> Policy:
+    """The named data-collection policy of ``world`` drawing from ``rng``; unknown names
+    raise a ValueError listing the world's policies."""
+    policies = WORLD_POLICIES[world]
     try:
-        cls = POLICIES[name]
+        cls = policies[name]
     except KeyError:
-        raise ValueError(f"unknown policy {name!r}; choose one of {sorted(POLICIES)}") from None
+        raise ValueError(f"unknown policy {name!r} for {world}; choose one of "
+                         f"{sorted(policies)}") from None
     return cls(rng)

@@ -22,16 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from worldmodels.agents.random_policies import ACTION_HIGH, ACTION_LOW
 
 from worldmodels.checkpoint import CheckpointError, check_parent, load_checkpoint, load_state
 from worldmodels.controller import Controller
 from worldmodels.mdnrnn import MDNRNN, load_mdnrnn, sample_z
 from worldmodels.vae import ConvVAE, frames_to_tensor, load_vae, tensor_to_frames
-
-# The action space's bounds (``random_policies``), as tensors for clipping noisy actions.
-ACTION_LOW_T = torch.from_numpy(ACTION_LOW)
-ACTION_HIGH_T = torch.from_numpy(ACTION_HIGH)
+from worldmodels.worlds import WORLDS, action_bounds, map_controller_output
 
 
 class WorldModelsAgent:
@@ -47,6 +43,9 @@ class WorldModelsAgent:
         self.mdnrnn = mdnrnn.to(self.device).eval()
         self.controller = controller.to(self.device).eval()
         self.use_mu = use_mu
+        world = next(w for w in WORLDS.values() if w.action_map == controller.action_map)
+        # The action space's bounds, for clipping noisy actions.
+        self._low, self._high = (torch.from_numpy(b).to(self.device) for b in action_bounds(world))
         self.generator = torch.Generator(device=self.device)
         self.last: dict[str, torch.Tensor] = {}
         # Set by from_checkpoints: the files loaded and C's training config.
@@ -91,10 +90,11 @@ class WorldModelsAgent:
 
     @torch.no_grad()
     def act(self, obs: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
-        """A processed frame (64 x 64 x 3 uint8) -> action float32 (3,): steer, gas, brake.
+        """A processed frame (64 x 64 x 3 uint8) -> action float32 (A,): CarRacing's steer,
+        gas, brake; Take Cover's -1 / 0 / 1.
 
-        ``noise`` (3,) is added to C's action, which is then clipped to the action space;
-        M steps on the action actually taken.
+        ``noise`` (A,) is added to C's action, which is then clipped to the action space
+        (and for Take Cover mapped to -1 / 0 / 1 again); M steps on the action actually taken.
         """
         frame = torch.from_numpy(np.ascontiguousarray(obs)).to(self.device).unsqueeze(0)
         mu, logvar = self.vae.encode(frames_to_tensor(frame))
@@ -103,7 +103,9 @@ class WorldModelsAgent:
         action = self.controller(z, h)
         if noise is not None:
             action = (action + torch.as_tensor(noise, dtype=action.dtype, device=self.device)
-                      ).clamp(ACTION_LOW_T.to(self.device), ACTION_HIGH_T.to(self.device))
+                      ).clamp(self._low, self._high)
+            if self.controller.action_map == "thirds":
+                action = map_controller_output(action, "thirds")
         out, _, self.state = self.mdnrnn.step(z, action, self.state)
         self.last = {"mu": mu, "logvar": logvar, "z": z, "h": h, "action": action,
                      "next_z": sample_z(out, tau=0.0)}
@@ -142,7 +144,8 @@ class NoisyAgentPolicy:
         self.agent.reset(int(self.rng.integers(2**31)))
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        noise = self.rng.normal(0.0, self.noise, 3) if self.noise > 0 else None
+        dim = self.agent.controller.action_dim
+        noise = self.rng.normal(0.0, self.noise, dim) if self.noise > 0 else None
         return self.agent.act(obs, noise)
 
 

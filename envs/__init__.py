@@ -1,9 +1,11 @@
-"""Environments: the real CarRacing with the paper's frame processing, a fast CarRacing with
-identical observations, and the dream (M as an environment).
+"""Environments: the real games with the paper's frame processing (CarRacing, a fast CarRacing
+with identical observations, VizDoom Take Cover) and the dream (M as an environment).
 
 Installed as ``worldmodels.envs``. Importing it registers:
 - ``worldmodels/CarRacingFast-v3``: CarRacing-v3 with the same physics, reward and
   byte-identical observations, rendered faster (``worldmodels.envs.fast_carracing``).
+- ``worldmodels/DoomTakeCover-v0``: VizDoom's Take Cover with the paper's action mapping
+  (``worldmodels.envs.take_cover``; needs the ``[doom]`` extra when made).
 - ``worldmodels/CarRacingDream-v0``: the dream of a trained M, constructed with the V and M
   checkpoints (``worldmodels.envs.dream_env``).
 """
@@ -12,17 +14,15 @@ import gymnasium as gym
 
 from .carracing import FrameProcessing, make_env, preprocess_frame
 
-if "worldmodels/CarRacingFast-v3" not in gym.registry:
-    gym.register(
-        id="worldmodels/CarRacingFast-v3",
-        entry_point="worldmodels.envs.fast_carracing:FastCarRacing",
-        max_episode_steps=1000,
-        reward_threshold=900,
-    )
-if "worldmodels/CarRacingDream-v0" not in gym.registry:
-    gym.register(
-        id="worldmodels/CarRacingDream-v0",
-        entry_point="worldmodels.envs.dream_env:CarRacingDreamEnv",
-    )
+_ENVS = {
+    "worldmodels/CarRacingFast-v3": dict(entry_point="worldmodels.envs.fast_carracing:FastCarRacing",
+                                         max_episode_steps=1000, reward_threshold=900),
+    "worldmodels/DoomTakeCover-v0": dict(entry_point="worldmodels.envs.take_cover:DoomTakeCover",
+                                         max_episode_steps=2100, reward_threshold=750),
+    "worldmodels/CarRacingDream-v0": dict(entry_point="worldmodels.envs.dream_env:CarRacingDreamEnv"),
+}
+for _id, _kwargs in _ENVS.items():
+    if _id not in gym.registry:
+        gym.register(id=_id, **_kwargs)  # type: ignore[arg-type]
 
 __all__ = ["FrameProcessing", "make_env", "preprocess_frame"]

@@ -1,38 +1,37 @@
-"""The real environment with the frame processing of the paper.
+"""The real environment of any world with the frame processing of the paper.
 
-Frames: crop rows ``0:crop_rows`` of the 96x96 observation (drops the dashboard), resize to
-``frame_size`` x ``frame_size`` with ``cv2.INTER_AREA``, uint8 HWC. The original 96x96 frame
-stays available in ``info["raw_frame"]`` (and ``env.raw_frame``) for videos.
+Frames (``worldmodels.worlds.preprocess_frame``): CarRacing crops rows ``0:crop_rows`` of
+the 96x96 observation (drops the dashboard), Take Cover keeps its whole screen; both are
+resized to ``frame_size`` x ``frame_size`` with ``cv2.INTER_AREA``, uint8 HWC. The original
+frame stays available in ``info["raw_frame"]`` (and ``env.raw_frame``) for videos.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import gymnasium as gym
 import numpy as np
 
+from worldmodels import worlds
 from worldmodels.config import EnvConfig
+from worldmodels.worlds import CARRACING, World
 
-RAW_SHAPE = (96, 96, 3)
+RAW_SHAPE = CARRACING.raw_shape
 
 
 def preprocess_frame(frame: np.ndarray, frame_size: int = 64, crop_rows: int = 84) -> np.ndarray:
     """96x96x3 uint8 CarRacing frame -> ``frame_size`` x ``frame_size`` x 3 uint8."""
-    frame = np.asarray(frame)
-    if frame.shape != RAW_SHAPE or frame.dtype != np.uint8:
-        raise ValueError(f"expected a CarRacing frame of shape {RAW_SHAPE} uint8, "
-                         f"got {frame.shape} {frame.dtype}")
-    cropped = np.ascontiguousarray(frame[:crop_rows])
-    return cv2.resize(cropped, (frame_size, frame_size), interpolation=cv2.INTER_AREA)
+    return worlds.preprocess_frame(CARRACING, frame, frame_size, crop_rows)
 
 
 class FrameProcessing(gym.Wrapper):
     """Observation: the processed frame; ``info["raw_frame"]``: the 96x96 original."""
 
-    def __init__(self, env: gym.Env, frame_size: int = 64, crop_rows: int = 84):
+    def __init__(self, env: gym.Env, frame_size: int = 64, crop_rows: int = 84,
+                 world: World = CARRACING):
         super().__init__(env)
+        self.world = world
         self.frame_size = frame_size
         self.crop_rows = crop_rows
         self.observation_space = gym.spaces.Box(0, 255, (frame_size, frame_size, 3), np.uint8)
@@ -41,7 +40,7 @@ class FrameProcessing(gym.Wrapper):
     def _process(self, obs: np.ndarray, info: dict[str, Any]) -> np.ndarray:
         self.raw_frame = obs
         info["raw_frame"] = obs
-        return preprocess_frame(obs, self.frame_size, self.crop_rows)
+        return worlds.preprocess_frame(self.world, obs, self.frame_size, self.crop_rows)
 
     def reset(self, **kwargs: Any):
         obs, info = self.env.reset(**kwargs)
@@ -58,14 +57,12 @@ def make_env(cfg: EnvConfig | None = None, render_mode: str | None = None,
     """Build the real environment with frame processing.
 
     ``env_id`` overrides ``cfg.env_id``. Unknown ids raise a ValueError naming the id and the
-    CarRacing ids that are registered.
+    known ones.
     """
     import worldmodels.envs  # noqa: F401  (registers worldmodels/* ids)
 
     cfg = cfg or EnvConfig()
     env_id = env_id or cfg.env_id
-    if env_id not in gym.registry:
-        known = sorted(k for k in gym.registry if "CarRacing" in k)
-        raise ValueError(f"unknown environment id {env_id!r}; CarRacing ids registered: {known}")
+    world = worlds.world_of(env_id)
     env = gym.make(env_id, render_mode=render_mode, max_episode_steps=cfg.max_steps)
-    return FrameProcessing(env, cfg.frame_size, cfg.crop_rows)
+    return FrameProcessing(env, cfg.frame_size, cfg.crop_rows, world)

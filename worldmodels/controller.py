@@ -3,7 +3,9 @@
 867 parameters for z=32, h=256 (3 x 288 weights + 3 biases). The flat parameter vector used by
 CMA-ES is ``[W.flatten() (row-major, 3 x in), b]``, the order of ``nn.Linear``'s parameters.
 
-Action mapping (CarRacing): steer = a0, gas = (a1 + 1) / 2, brake = clip(a2, 0, 1).
+Action mapping (``worldmodels.worlds.map_controller_output``): CarRacing steer = a0,
+gas = (a1 + 1) / 2, brake = clip(a2, 0, 1); Take Cover's single output -> left / stay /
+right by thirds.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .worlds import map_controller_output
+
 
 def n_params(in_dim: int, out_dim: int = 3) -> int:
     return in_dim * out_dim + out_dim
@@ -19,31 +23,32 @@ def n_params(in_dim: int, out_dim: int = 3) -> int:
 
 def map_action(raw: torch.Tensor) -> torch.Tensor:
     """tanh outputs in [-1, 1]^3 (... x 3) -> CarRacing actions (steer, gas, brake)."""
-    steer = raw[..., 0]
-    gas = (raw[..., 1] + 1) / 2
-    brake = raw[..., 2].clamp(0, 1)
-    return torch.stack([steer, gas, brake], dim=-1)
+    return map_controller_output(raw, "carracing")
 
 
 class Controller(nn.Module):
-    def __init__(self, z_dim: int = 32, hidden_size: int = 256, action_dim: int = 3):
+    def __init__(self, z_dim: int = 32, hidden_size: int = 256, action_dim: int = 3,
+                 action_map: str = "carracing"):
         super().__init__()
+        map_controller_output(torch.zeros(action_dim), action_map)  # unknown map: ValueError
         self.z_dim, self.hidden_size, self.action_dim = z_dim, hidden_size, action_dim
+        self.action_map = action_map
         self.fc = nn.Linear(z_dim + hidden_size, action_dim)
 
     @property
     def model_args(self) -> dict:
         """Constructor arguments: ``Controller(**c.model_args)`` builds the same shapes."""
         return {"z_dim": self.z_dim, "hidden_size": self.hidden_size,
-                "action_dim": self.action_dim}
+                "action_dim": self.action_dim, "action_map": self.action_map}
 
     @property
     def n_params(self) -> int:
         return n_params(self.z_dim + self.hidden_size, self.action_dim)
 
     def forward(self, z: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        """[z, h] -> mapped CarRacing action (... x 3)."""
-        return map_action(torch.tanh(self.fc(torch.cat([z, h], dim=-1))))
+        """[z, h] -> the mapped action (... x action_dim)."""
+        return map_controller_output(torch.tanh(self.fc(torch.cat([z, h], dim=-1))),
+                                     self.action_map)
 
     def get_flat(self) -> np.ndarray:
         return torch.cat([self.fc.weight.detach().flatten(), self.fc.bias.detach()]).cpu().numpy()
@@ -65,7 +70,8 @@ def unflatten(params: torch.Tensor, in_dim: int, out_dim: int = 3) -> tuple[torc
     return w, params[..., n_w:]
 
 
-def act_batched(w: torch.Tensor, b: torch.Tensor, features: torch.Tensor) -> torch.Tensor:
+def act_batched(w: torch.Tensor, b: torch.Tensor, features: torch.Tensor,
+                action_map: str = "carracing") -> torch.Tensor:
     """Many controllers at once: w B x out x in, b B x out, features B x in -> actions B x out."""
     raw = torch.baddbmm(b.unsqueeze(-1), w, features.unsqueeze(-1)).squeeze(-1)
-    return map_action(torch.tanh(raw))
+    return map_controller_output(torch.tanh(raw), action_map)

@@ -6,7 +6,7 @@ A data folder (rollouts from ``collect``, or latents from ``encode``) holds one 
 
 Rollout shard (``kind="rollout"``), T steps:
     obs         uint8   (T, 64, 64, 3)  frame the policy saw before action[t]
-    action      float32 (T, 3)
+    action      float32 (T, A)          A = 3 (CarRacing: steer, gas, brake), 1 (Take Cover: -1/0/1)
     reward      float32 (T,)            reward of action[t]
     terminated  bool    (T,)            the env ended after action[t] (lap done, off-field)
     truncated   bool    (T,)            the time limit ended the episode after action[t]
@@ -34,7 +34,7 @@ MANIFEST = "manifest.jsonl"
 SHARD_GLOB = "ep_*.npz"
 
 _COMMON = {
-    "action": (np.float32, ("T", 3)),
+    "action": (np.float32, ("T", "A")),
     "reward": (np.float32, ("T",)),
     "terminated": (np.bool_, ("T",)),
     "truncated": (np.bool_, ("T",)),

@@ -9,7 +9,13 @@ and z_0 = mu + exp(logvar / 2) * eps. Then, every step, with h_0 = c_0 = 0:
     z_t+1          ~ the mixture on h_t+1 at temperature tau (logits / tau, std * sqrt(tau))
     reward_t       = the reward head on h_t+1: its mean prediction, never sampled (it was
                      trained by MSE, so the head's output is the expected reward); with K reward
-                     heads, their mean minus ``reward_penalty`` times their std
+                     heads, their mean minus ``reward_penalty`` times their std. With
+                     ``reward="survival"`` (Take Cover, whose M has no reward head): 1 for
+                     every step a dream is alive, so the return is the steps survived.
+
+``map`` is the world's mapping of C's outputs (``action_map``, see
+``worldmodels.worlds.map_controller_output``): CarRacing's (steer, gas, brake), or Take
+Cover's thirds (-1, 0, 1), which M was trained on.
 
 A dream that has terminated is frozen: its z, h and c no longer change, it stays done and
 earns no more reward. Episodes are cut at ``max_steps``.
@@ -78,7 +84,8 @@ class BatchedDream:
     def __init__(self, mdnrnn: MDNRNN, initial_mu: torch.Tensor, initial_logvar: torch.Tensor,
                  temperature: float = 1.0, max_steps: int = 1000, done_threshold: float = 0.5,
                  sample_done: bool = False, device: str | torch.device = "cpu",
-                 dropout: float = 0.0, reward_penalty: float = 0.0):
+                 dropout: float = 0.0, reward_penalty: float = 0.0,
+                 action_map: str = "carracing", reward: str = "head"):
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if not 0.0 <= dropout < 1.0:
@@ -98,8 +105,19 @@ class BatchedDream:
         self.sample_done = bool(sample_done)
         self.z_dim, self.hidden_size = mdnrnn.z_dim, mdnrnn.hidden_size
         self.action_dim, self.n_gaussians = mdnrnn.action_dim, mdnrnn.n_gaussians
-        self.has_reward = mdnrnn.reward_head is not None
+        if action_map not in ("carracing", "thirds"):
+            raise ValueError(f"action_map must be 'carracing' or 'thirds', got {action_map!r}")
+        if action_map == "carracing" and mdnrnn.action_dim != 3:
+            raise ValueError(f"action_map 'carracing' needs an M with 3 action inputs, "
+                             f"this one has {mdnrnn.action_dim}")
+        if reward not in ("head", "survival"):
+            raise ValueError(f"reward must be 'head' or 'survival', got {reward!r}")
+        self.action_map, self.reward = action_map, reward
         self.has_done = mdnrnn.done_head is not None
+        if reward == "survival" and not self.has_done:
+            raise ValueError("reward 'survival' counts the steps until M's done head fires; "
+                             "this M has no done head")
+        self.has_reward = mdnrnn.reward_head is not None or reward == "survival"
         self.reward_heads = (mdnrnn.reward_head.out_features
                              if mdnrnn.reward_head is not None else 1)
 
@@ -306,6 +324,8 @@ class BatchedDream:
         """The reward of each dream: its single head, or over K heads their mean minus
         ``reward_penalty`` times their std (disagreement marks what M has not seen)."""
         r0 = 3 * self.n_gaussians * self.z_dim
+        if self.reward == "survival":
+            return torch.ones_like(heads[:, r0])
         if self.reward_heads == 1:
             return heads[:, r0]
         r = heads[:, r0:r0 + self.reward_heads]
@@ -335,6 +355,9 @@ class BatchedDream:
         torch.baddbmm(b, x[:, :Z + H].view(P, n, Z + H), w.transpose(1, 2), out=raw)
         raw.tanh_()
         a = x[:, Z + H:]
+        if self.action_map == "thirds":  # -1 below -1/3, 1 above 1/3, else 0
+            a.view(P, n, A).copy_((raw > 1 / 3).float() - (raw < -1 / 3).float())
+            return
         torch.addcmul(self._act_shift, raw, self._act_scale, out=a.view(P, n, A))
         a[:, 2].clamp_(min=0.0)
 
@@ -418,7 +441,7 @@ class BatchedDream:
     def evaluate(self, params: torch.Tensor | np.ndarray, n_rollouts: int, seed: int) -> torch.Tensor:
         """Dream returns of P linear controllers: params P x n_params -> P x n_rollouts (CPU).
 
-        Controller p acts as ``map(tanh(W_p [z, h] + b_p))`` (layout of
+        Controller p acts as ``map(tanh(W_p [z, h] + b_p))`` (``action_map``; layout of
         ``worldmodels.controller.unflatten``). All P * n_rollouts dreams run together for up
         to ``max_steps`` steps. Common random numbers: the noise of rollout r (its start, its
         components, its Gaussian noise, its sampled dones) depends only on (seed, r, t), so

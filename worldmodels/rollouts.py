@@ -43,8 +43,10 @@ class _Worker:
 
     def __init__(self, spec: dict[str, Any]):
         from worldmodels.envs import make_env
+        from worldmodels.worlds import world_of
 
         self.env = make_env(EnvConfig(**spec["env"]))
+        self.world = world_of(spec["env"]["env_id"])
         self.policy = spec["policy"]
         self.agent = None
         if self.policy is None:
@@ -55,7 +57,9 @@ class _Worker:
 
             vae, _ = load_vae(spec["vae_path"])
             mdnrnn, _ = load_mdnrnn(spec["mdnrnn_path"])
-            controller = Controller(z_dim=vae.z_dim, hidden_size=mdnrnn.hidden_size)
+            controller = Controller(z_dim=vae.z_dim, hidden_size=mdnrnn.hidden_size,
+                                    action_dim=self.world.action_dim,
+                                    action_map=self.world.action_map)
             self.agent = WorldModelsAgent(vae, mdnrnn, controller, device=spec["device"],
                                           use_mu=spec["use_mu"])
 
@@ -67,7 +71,7 @@ class _Worker:
             return run_episode(self.env, self.agent, seed)
         from worldmodels.agents import make_policy
 
-        policy = make_policy(self.policy, np.random.default_rng(seed))
+        policy = make_policy(self.policy, np.random.default_rng(seed), self.world.name)
         policy.reset()
         return run_episode(self.env, policy, seed)
 

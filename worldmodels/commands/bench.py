@@ -4,7 +4,8 @@ Measured: env steps/s of official CarRacing-v3 vs worldmodels/CarRacingFast-v3 (
 and one process per core), rollout collection steps/s, VAE train and encode img/s, MDN-RNN
 train timesteps/s, batched dream candidate-steps/s at B=64 and B=1024 (and, side by side, the
 straightforward dream loop it replaces, with their ratio), CMA-ES ms per
-generation, and evaluation episodes per minute. Models are the paper's sizes with random
+generation, evaluation episodes per minute, and Take Cover's env and collection steps/s
+(``doom``, with the ``[doom]`` extra). Models are the paper's sizes with random
 weights (speed does not depend on training). ``--quick`` finishes in about a minute.
 
 Benchmarks are not tests: the test suite checks correctness; this reports speed.
@@ -30,6 +31,7 @@ from ..cli import add_device_argument
 from ..utils import atomic_write_json, resolve_device
 
 OFFICIAL, FAST = "CarRacing-v3", "worldmodels/CarRacingFast-v3"
+DOOM = "worldmodels/DoomTakeCover-v0"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,7 +64,10 @@ def _env_steps(env_id: str, steps: int, seed: int = 0) -> float:
 
     env = make_env(EnvConfig(env_id=env_id))
     rng = np.random.default_rng(seed)
-    actions = np.clip(rng.normal([0, 0.6, 0], [0.5, 0.3, 0.1], (steps, 3)), [-1, 0, 0], 1)
+    if env.action_space.shape == (1,):  # Take Cover: left / stay / right
+        actions = rng.integers(-1, 2, (steps, 1)).astype(np.float32)
+    else:
+        actions = np.clip(rng.normal([0, 0.6, 0], [0.5, 0.3, 0.1], (steps, 3)), [-1, 0, 0], 1)
     env.reset(seed=seed)
     start = time.perf_counter()
     for a in actions:
@@ -108,6 +113,32 @@ def bench_collect(quick: bool, device: torch.device) -> dict[str, float]:
         entries = collect_rollouts(Path(tmp) / "rollouts", cfg, EnvConfig(env_id=FAST), progress=False)
         elapsed = time.perf_counter() - start
     return {"collect_steps_per_s": sum(e["length"] for e in entries) / elapsed}
+
+
+def bench_doom(quick: bool, device: torch.device) -> dict[str, float]:
+    """Take Cover: env steps/s (one process, one per core) and collection steps/s of the
+    random policy through ``collect`` (frames processed, shards compressed and written)."""
+    try:
+        import vizdoom  # noqa: F401
+    except ImportError:
+        print("doom: skipped, vizdoom is not installed (pip install -e \".[doom]\")")
+        return {}
+    from ..config import CollectConfig, EnvConfig
+    from .collect import collect_rollouts
+
+    cores = os.cpu_count() or 1
+    steps = 500 if quick else 5000
+    out = {"doom_env_steps_per_s_1proc": _env_steps(DOOM, steps),
+           f"doom_env_steps_per_s_{cores}proc": _env_steps_parallel(DOOM, steps, cores)}
+    episodes = 2 * cores if quick else 20 * cores
+    cfg = CollectConfig(episodes=episodes, workers=cores, max_steps=2100, policy="random")
+    with tempfile.TemporaryDirectory() as tmp:
+        start = time.perf_counter()
+        entries = collect_rollouts(Path(tmp) / "rollouts", cfg, EnvConfig(env_id=DOOM, max_steps=2100),
+                                   progress=False)
+        elapsed = time.perf_counter() - start
+    out["doom_collect_steps_per_s"] = sum(e["length"] for e in entries) / elapsed
+    return out
 
 
 # --- V -------------------------------------------------------------------------------------------
@@ -319,7 +350,7 @@ def _sync(device: torch.device, result: object = None) -> object:
 
 BENCHES: dict[str, Callable[[bool, torch.device], dict[str, float]]] = {
     "env": bench_env, "collect": bench_collect, "vae": bench_vae, "rnn": bench_rnn,
-    "dream": bench_dream, "es": bench_es, "eval": bench_eval,
+    "dream": bench_dream, "es": bench_es, "eval": bench_eval, "doom": bench_doom,
 }
 
 

@@ -77,14 +77,14 @@ def _load_agent(controller: str):
     return WorldModelsAgent.from_checkpoints(controller)
 
 
-def make_episode_policy(index: int, cfg: CollectConfig):
-    """The policy object of episode ``index``, seeded from the episode alone."""
+def make_episode_policy(index: int, cfg: CollectConfig, world: str = "carracing"):
+    """The policy object of episode ``index`` in ``world``, seeded from the episode alone."""
     from worldmodels.agents import make_policy
 
     rng = np.random.default_rng(episode_seeds(cfg.seed, index)[1])
     name = episode_policy(index, cfg)
     if name != "agent":
-        return make_policy(name, rng)
+        return make_policy(name, rng, world)
     from worldmodels.agents.world_models_agent import NoisyAgentPolicy
 
     return NoisyAgentPolicy(_load_agent(str(cfg.controller)), rng, cfg.action_noise)
@@ -94,9 +94,10 @@ def run_episode(index: int, cfg: CollectConfig, env_cfg: EnvConfig,
                 on_step: Callable[[], None] | None = None) -> dict[str, np.ndarray]:
     """Play episode ``index`` and return its arrays (the rollout shard schema)."""
     from worldmodels.envs import make_env
+    from worldmodels.worlds import world_of
 
     env_seed = episode_seeds(cfg.seed, index)[0]
-    policy = make_episode_policy(index, cfg)
+    policy = make_episode_policy(index, cfg, world_of(env_cfg.env_id).name)
     env = make_env(env_cfg)
     frames, actions, rewards, terminated, truncated = [], [], [], [], []
     try:
@@ -198,14 +199,23 @@ def _check_config(cfg: CollectConfig, env_cfg: EnvConfig) -> None:
     them itself)."""
     from worldmodels.agents import make_policy
     from worldmodels.envs import make_env
+    from worldmodels.worlds import world_of
 
+    world = world_of(env_cfg.env_id)                   # unknown env id: ValueError listing ids
     if cfg.policy == "agent":
         if not cfg.controller or not Path(cfg.controller).is_file():
             raise ValueError(f"policy 'agent' needs --controller C.pt; not a file: {cfg.controller!r}")
-        _load_agent(str(cfg.controller))  # V, M and their hashes checked before any episode
+        agent = _load_agent(str(cfg.controller))  # V, M and their hashes checked before any episode
+        if agent.controller.action_map != world.action_map:
+            raise ValueError(f"{cfg.controller} is a C for another world (action map "
+                             f"{agent.controller.action_map!r}); {env_cfg.env_id} needs "
+                             f"{world.action_map!r}")
+        if cfg.brownian_share > 0:
+            make_policy("brownian", np.random.default_rng(0), world.name)
     else:
-        make_policy(cfg.policy, np.random.default_rng(0))  # unknown name: ValueError listing names
-    make_env(env_cfg).close()                          # unknown env id: ValueError listing ids
+        # unknown name: ValueError listing the world's names
+        make_policy(cfg.policy, np.random.default_rng(0), world.name)
+    make_env(env_cfg).close()
 
 
 def _remove_temp_files(out: Path) -> None:

@@ -7,6 +7,10 @@ episode, or drive inside the dream yourself.
       real frames | frames M predicts from the same first frame and the same actions | difference
   worldmodels dream --vae ... --rnn ... --keyboard
       a window: arrows steer (left/right), accelerate (up) and brake (down); R restarts, Esc quits
+      (Take Cover: left/right strafe, try to dodge the fireballs inside M's dream)
+
+The world (CarRacing or Take Cover, ``--world``) is read from M by default: an M with 3 action
+inputs dreams CarRacing, one with 1 Take Cover.
 
 With --tb-dir the video is also logged to TensorBoard (``dream/video`` or ``dream/openloop``).
 """
@@ -24,9 +28,9 @@ from ..dream import BatchedDream, predict_open_loop
 from ..utils import resolve_device
 from ..vae import ConvVAE, decode_frames, load_vae
 from ..video import VIDEO_EXTENSIONS, NoDisplayError, Window, diff_image, hstack_panels, write_video
+from ..worlds import WORLDS, World
 
 DEFAULT_STEPS = 300
-EPISODE_STEPS = 1000  # a --keyboard episode restarts after this many steps, as CarRacing's do
 TB_PANEL = 128  # panel side of the videos logged to TensorBoard (GIFs stay small)
 
 
@@ -44,8 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dream temperature tau: mixture logits / tau, std * sqrt(tau) "
                              "(0: deterministic; default: 1.0)")
     parser.add_argument("--actions", default=None, metavar="random|brownian|FILE.npy",
-                        help="what drives the dream: a data-collection policy, or a T x 3 "
-                             "float array of (steer, gas, brake) (default: brownian)")
+                        help="what drives the dream: a data-collection policy, or a T x A "
+                             "float array of actions, CarRacing's (steer, gas, brake) or Take "
+                             "Cover's -1/0/1 (default: the world's first policy, brownian or "
+                             "random)")
+    parser.add_argument("--world", choices=sorted(WORLDS), default=None,
+                        help="the game M dreams (default: read from M's action inputs)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the dream and the policy")
     parser.add_argument("--open-loop", action="store_true",
                         help="compare a real episode (--data, --episode) with M's prediction "
@@ -80,10 +88,20 @@ def run(args: argparse.Namespace) -> int:
 
     device = resolve_device(args.device)
     vae, _ = load_vae(args.vae, device=device)
+    from ..mdnrnn import load_mdnrnn
+
+    action_dim = load_mdnrnn(args.rnn)[0].action_dim
+    world = WORLDS[args.world] if args.world else next(
+        (w for w in WORLDS.values() if w.action_dim == action_dim), None)
+    if world is None or world.action_dim != action_dim:
+        raise CLIError(f"--rnn {args.rnn} reads {action_dim} action inputs; no world "
+                       f"{'' if world is None else f'({world.name}) '}takes that many")
+    args.world_spec = world
     # Open loop follows the real episode to its end, so M's done head is not consulted there.
     dream = BatchedDream.from_checkpoint(args.rnn, device=device, vae_path=args.vae,
                                          temperature=args.temperature, max_steps=10**9,
-                                         done_threshold=1.0 if args.open_loop else 0.5)
+                                         done_threshold=1.0 if args.open_loop else 0.5,
+                                         action_map=world.action_map, reward=world.dream_reward)
     if args.keyboard:
         return drive_with_keyboard(args, vae, dream)
     if args.open_loop:
@@ -108,15 +126,17 @@ def save(args: argparse.Namespace, frames: list[np.ndarray], tb_frames: list[np.
 
 
 def action_source(args: argparse.Namespace):
-    """A function t -> action (3,) and the number of steps it supports (None: unlimited)."""
-    name = args.actions or "brownian"
+    """A function t -> action (A,) and the number of steps it supports (None: unlimited)."""
+    world: World = args.world_spec
+    name = args.actions or world.policies[0]
     if name.endswith(".npy"):
         path = Path(name)
         if not path.is_file():
             raise CLIError(f"--actions {name}: file not found")
         actions = np.load(path, allow_pickle=False)
-        if actions.ndim != 2 or actions.shape[1] != 3 or len(actions) == 0:
-            raise CLIError(f"--actions {name}: expected a T x 3 array, got shape {actions.shape}")
+        A = world.action_dim
+        if actions.ndim != 2 or actions.shape[1] != A or len(actions) == 0:
+            raise CLIError(f"--actions {name}: expected a T x {A} array, got shape {actions.shape}")
         actions = actions.astype(np.float32)
         return (lambda t: actions[t]), len(actions)
     try:
@@ -125,7 +145,7 @@ def action_source(args: argparse.Namespace):
         raise CLIError(f"--actions {name} needs worldmodels.agents.random_policies ({e}); "
                        "give --actions FILE.npy") from e
     try:
-        policy = make_policy(name, np.random.default_rng(args.seed))
+        policy = make_policy(name, np.random.default_rng(args.seed), world.name)
     except ValueError as e:
         raise CLIError(f"--actions: {e}, or a FILE.npy") from e
     policy.reset()
@@ -134,8 +154,12 @@ def action_source(args: argparse.Namespace):
 
 
 def caption(t: int, action: np.ndarray | None, ret: float) -> str:
-    act = "" if action is None else \
-        f"\nsteer {action[0]:+.2f}\ngas {action[1]:.2f} brake {action[2]:.2f}"
+    if action is None:
+        act = ""
+    elif len(action) == 1:  # Take Cover
+        act = "\n" + {-1: "left", 0: "stay", 1: "right"}[int(np.sign(round(float(action[0]))))]
+    else:
+        act = f"\nsteer {action[0]:+.2f}\ngas {action[1]:.2f} brake {action[2]:.2f}"
     return f"t={t} return {ret:.1f}{act}"
 
 
@@ -199,9 +223,12 @@ def open_loop(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDream):
     return panels(args.size), panels(TB_PANEL), "dream/openloop"
 
 
-def keyboard_action(keys, pygame) -> np.ndarray:
-    """Arrow keys -> (steer, gas, brake), as in gymnasium's CarRacing demo."""
+def keyboard_action(keys, pygame, world: World | None = None) -> np.ndarray:
+    """Arrow keys -> (steer, gas, brake), as in gymnasium's CarRacing demo; for Take Cover
+    left / right strafe (-1 / 1), none or both stay (0)."""
     steer = float(keys[pygame.K_RIGHT]) - float(keys[pygame.K_LEFT])
+    if world is not None and world.action_dim == 1:
+        return np.array([steer], dtype=np.float32)
     return np.array([steer, 1.0 if keys[pygame.K_UP] else 0.0,
                      0.8 if keys[pygame.K_DOWN] else 0.0], dtype=np.float32)
 
@@ -218,14 +245,15 @@ def drive_with_keyboard(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDr
     recorded: list[np.ndarray] = []
     z, _ = dream.reset(1, generator)
     ret, t, total = 0.0, 0, 0
-    action = np.zeros(3, np.float32)
+    world: World = args.world_spec
+    action = np.zeros(world.action_dim, np.float32)
     try:
         while not window.closed and (args.steps is None or total < args.steps):
             restart = any(e.type == pygame.KEYDOWN and e.key == pygame.K_r for e in window.poll())
             if restart:
                 z, _ = dream.reset(1, generator)
                 ret, t = 0.0, 0
-            action = keyboard_action(window.pressed(), pygame)
+            action = keyboard_action(window.pressed(), pygame, world)
             z, _, reward, done = dream.step(action[None])
             ret += float(reward[0])
             t += 1
@@ -234,7 +262,7 @@ def drive_with_keyboard(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDr
             window.show(frame)
             if args.record:
                 recorded.append(frame)
-            if done[0] or t >= EPISODE_STEPS:
+            if done[0] or t >= world.max_steps:  # as the real game's time limit
                 print(f"episode over after {t} steps, return {ret:.1f}; restarting")
                 z, _ = dream.reset(1, generator)
                 ret, t = 0.0, 0

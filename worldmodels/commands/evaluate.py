@@ -54,19 +54,21 @@ from ..config import EnvConfig, EvalConfig
 from ..rollouts import EpisodeRunner, Task
 from ..seeds import test_seeds
 from ..utils import atomic_write_json, resolve_device
+from ..worlds import CARRACING, world_of
 
-SOLVED_THRESHOLD = 900.0
+SOLVED_THRESHOLD = CARRACING.solved
 OFFICIAL_ENV_ID = "CarRacing-v3"
 
 
 
-def summarize(returns: np.ndarray) -> dict[str, Any]:
-    """Mean, std, min, max of episode returns and whether the mean meets 900."""
+def summarize(returns: np.ndarray, solved: float = SOLVED_THRESHOLD) -> dict[str, Any]:
+    """Mean, std, min, max of episode returns and whether the mean meets ``solved`` (the
+    world's threshold: CarRacing 900, Take Cover 750)."""
     returns = np.asarray(returns, dtype=np.float64)
     mean = float(returns.mean())
     return {"episodes": int(len(returns)), "mean": mean, "std": float(returns.std()),
             "min": float(returns.min()), "max": float(returns.max()),
-            "solved_threshold": SOLVED_THRESHOLD, "solved": bool(mean >= SOLVED_THRESHOLD)}
+            "solved_threshold": solved, "solved": bool(mean >= solved)}
 
 
 def evaluate_agent(controller_path: str | os.PathLike | None = None,
@@ -90,15 +92,17 @@ def evaluate_agent(controller_path: str | os.PathLike | None = None,
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     env_cfg = env_cfg or EnvConfig()
+    world = world_of(env_cfg.env_id)
     seeds = test_seeds(episodes)
     record: dict[str, Any] = {"agent": policy or "world_models", "controller": None,
                               "controller_sha256": None, "vae": None, "vae_sha256": None,
                               "mdnrnn": None, "mdnrnn_sha256": None, "use_mu": None}
     if policy is not None:
-        from worldmodels.agents import POLICIES
+        from worldmodels.agents.random_policies import WORLD_POLICIES
 
-        if policy not in POLICIES:
-            raise ValueError(f"unknown policy {policy!r}; choose one of {sorted(POLICIES)}")
+        if policy not in WORLD_POLICIES[world.name]:
+            raise ValueError(f"unknown policy {policy!r} for {world.name}; choose one of "
+                             f"{sorted(WORLD_POLICIES[world.name])}")
         runner = EpisodeRunner(env_cfg, policy=policy, workers=workers)
         tasks: list[Task] = [(None, s) for s in seeds]
     else:
@@ -106,6 +110,10 @@ def evaluate_agent(controller_path: str | os.PathLike | None = None,
 
         # Loading verifies the files and the parents' hashes once, before any worker starts.
         agent = WorldModelsAgent.from_checkpoints(controller_path, vae_path, mdnrnn_path)
+        if agent.controller.action_map != world.action_map:
+            raise ValueError(f"{controller_path} is a C for another world (action map "
+                             f"{agent.controller.action_map!r}); {env_cfg.env_id} needs "
+                             f"{world.action_map!r}")
         vae_path, mdnrnn_path = agent.sources["vae"], agent.sources["mdnrnn"]
         if use_mu is None:
             use_mu = bool(agent.controller_config.get("use_mu", False))
@@ -125,7 +133,7 @@ def evaluate_agent(controller_path: str | os.PathLike | None = None,
     record.update({
         "env_id": env_cfg.env_id, "max_steps": env_cfg.max_steps, "version": __version__,
         "seeds": seeds, "returns": returns.tolist(), "lengths": lengths.tolist(),
-        "summary": summarize(returns),
+        "summary": summarize(returns, world.solved),
     })
     if out_path is not None:
         atomic_write_json(out_path, record)
@@ -171,9 +179,9 @@ def run(args: argparse.Namespace) -> int:
 
 
 def describe(result: dict[str, Any]) -> str:
-    """One line for a results dict: agent, env, mean +- std, min, max, and the 900 verdict."""
+    """One line for a results dict: agent, env, mean +- std, min, max, and the solved verdict."""
     s = result["summary"]
     verdict = "meets" if s["solved"] else "does not meet"
     return (f"{result['agent']} on {result['env_id']}, {s['episodes']} episodes: "
             f"mean {s['mean']:.1f} +- {s['std']:.1f} (min {s['min']:.1f}, max {s['max']:.1f}); "
-            f"{verdict} the {SOLVED_THRESHOLD:.0f} threshold")
+            f"{verdict} the {s['solved_threshold']:.0f} threshold")

@@ -41,12 +41,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"track seed of the first episode; the next ones add 1 "
                              f"(default: {TEST_START}, the first evaluation track)")
     parser.add_argument("--env-id", default=EnvConfig.env_id, help="real environment id")
-    parser.add_argument("--max-steps", type=int, default=EnvConfig.max_steps,
-                        help="steps per episode at most")
+    parser.add_argument("--max-steps", type=int, default=None,
+                        help="steps per episode at most (default: the game's limit, CarRacing "
+                             "1000, Take Cover 2100)")
     parser.add_argument("--use-mu", action="store_true",
                         help="feed C the VAE mean instead of a sampled z")
     parser.add_argument("--panel-size", type=int, default=160, help="pixels per video panel side")
-    parser.add_argument("--fps", type=int, default=50, help="video frame rate (CarRacing runs at 50)")
+    parser.add_argument("--fps", type=int, default=None,
+                        help="video frame rate (default: the game's, CarRacing 50, Take Cover 35)")
     parser.add_argument("--every", type=int, default=1, metavar="K",
                         help="record every K-th step (a smaller file; played back at FPS / K "
                              "frames per second, so the video keeps real time; default: 1)")
@@ -62,8 +64,11 @@ def video_frame(raw: np.ndarray, recon: np.ndarray, pred: np.ndarray, action: np
                 ep_return: float, step: int, size: int) -> np.ndarray:
     """One video frame: three labelled panels, over a bar with the step, return and action
     (a bar of its own, so that the text never hides the car)."""
-    caption = (f"t={step}  return {ep_return:7.1f}\n"
-               f"steer {action[0]:+.2f} gas {action[1]:.2f} brake {action[2]:.2f}")
+    if len(action) == 1:  # Take Cover
+        what = {-1: "left", 0: "stay", 1: "right"}[int(np.sign(round(float(action[0]))))]
+    else:
+        what = f"steer {action[0]:+.2f} gas {action[1]:.2f} brake {action[2]:.2f}"
+    caption = f"t={step}  return {ep_return:7.1f}\n{what}"
     panels = hstack_panels([raw, recon, pred], PANEL_LABELS, size=size)
     bar = np.zeros((caption_height(size), panels.shape[1], 3), np.uint8)
     return np.concatenate([panels, draw_text(bar, caption, scale=size / 400)], axis=0)
@@ -72,13 +77,20 @@ def video_frame(raw: np.ndarray, recon: np.ndarray, pred: np.ndarray, action: np
 def play(controller: Path, vae: Path | None = None, rnn: Path | None = None,
          render: str = "none", record: Path | None = None, episodes: int = 1,
          seed: int = TEST_START, env_id: str = EnvConfig.env_id,
-         max_steps: int = EnvConfig.max_steps, use_mu: bool = False, panel_size: int = 160,
-         fps: int = 50, device: str = "auto", every: int = 1) -> list[float]:
+         max_steps: int | None = None, use_mu: bool = False, panel_size: int = 160,
+         fps: int | None = None, device: str = "auto", every: int = 1) -> list[float]:
     """Play ``episodes`` episodes; returns their returns. Writes ``record`` if given, with
     every ``every``-th step of each episode (from its first), at ``fps / every`` frames/s."""
     from worldmodels.agents.world_models_agent import WorldModelsAgent
     from worldmodels.envs import make_env
+    from worldmodels.worlds import world_of
 
+    try:
+        world = world_of(env_id)
+    except ValueError as e:
+        raise CLIError(f"--env-id: {e}") from e
+    max_steps = world.max_steps if max_steps is None else max_steps
+    fps = world.fps if fps is None else fps
     if episodes < 1:
         raise CLIError(f"--episodes must be at least 1, got {episodes}")
     if every < 1 or fps < 1 or panel_size < 16:

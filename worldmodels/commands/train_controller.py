@@ -52,6 +52,7 @@ from ..rollouts import EpisodeRunner
 from ..seeds import derive_seed, validation_seeds
 from ..utils import resolve_device
 from ..vae import load_vae
+from ..worlds import CARRACING, world_of
 
 LATEST = "controller.pt"
 BEST = "controller_best.pt"
@@ -89,9 +90,14 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
     if vae.z_dim != mdnrnn.z_dim:
         raise ValueError(f"V has z_dim {vae.z_dim} but M expects {mdnrnn.z_dim}")
     z_dim, hidden_size = mdnrnn.z_dim, mdnrnn.hidden_size
+    world = world_of(env_cfg.env_id)
+    if mdnrnn.action_dim != world.action_dim:
+        raise ValueError(f"{mdnrnn_path} reads {mdnrnn.action_dim} action inputs, but "
+                         f"{env_cfg.env_id} has {world.action_dim}")
     del vae, mdnrnn
 
-    controller = Controller(z_dim=z_dim, hidden_size=hidden_size)
+    controller = Controller(z_dim=z_dim, hidden_size=hidden_size, action_dim=world.action_dim,
+                            action_map=world.action_map)
     x0 = None
     if init is not None:
         from worldmodels.agents.world_models_agent import load_controller
@@ -123,7 +129,8 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
             mdnrnn_path, resolve_device(device), vae_path=vae_path, temperature=cfg.temperature,
             max_steps=cfg.dream_max_steps, done_threshold=cfg.done_threshold,
             sample_done=cfg.sample_done, dropout=cfg.dream_dropout,
-            reward_penalty=cfg.reward_penalty)
+            reward_penalty=cfg.reward_penalty, action_map=world.action_map,
+            reward=world.dream_reward)
     # Real-env episodes run on CPU: batch-1 inference of V, M and C gains nothing from a GPU.
     runner = EpisodeRunner(env_cfg, vae_path=vae_path, mdnrnn_path=mdnrnn_path,
                            use_mu=cfg.use_mu, device="cpu", workers=cfg.workers)
@@ -172,7 +179,8 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
                 record: list[Any] = [gen, float(real.mean()), float(real.std())]
                 if dream is not None:
                     dream_mean = scalars["dream/return_mean"]
-                    flagged = exploit_flag(dream_mean, float(real.mean()), cfg.exploit_gap)
+                    flagged = exploit_flag(dream_mean, float(real.mean()), cfg.exploit_gap,
+                                           world.max_return)
                     scalars["eval/dream_minus_real"] = dream_mean - real.mean()
                     scalars["eval/exploit"] = float(flagged)
                     record += [dream_mean, flagged]
@@ -215,15 +223,16 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
     return best if best.exists() else latest
 
 
-MAX_REAL_RETURN = 1000.0
+MAX_REAL_RETURN = CARRACING.max_return
 """CarRacing pays at most 1000 (every tile) minus 0.1 per frame: a dream return above it is
-impossible in the real game."""
+impossible in the real game (each world's bound: ``World.max_return``)."""
 
 
-def exploit_flag(dream_return: float, real_return: float, gap: float) -> bool:
-    """The exploit detector: C's dream return is above anything the real game pays, or
-    above its real return on the validation tracks by more than ``gap``."""
-    return bool(dream_return > MAX_REAL_RETURN or dream_return - real_return > gap)
+def exploit_flag(dream_return: float, real_return: float, gap: float,
+                 max_return: float = MAX_REAL_RETURN) -> bool:
+    """The exploit detector: C's dream return is above anything the real game pays
+    (``max_return``), or above its real return on the validation tracks by more than ``gap``."""
+    return bool(dream_return > max_return or dream_return - real_return > gap)
 
 
 def _resume(latest: Path, vae_path: Path, mdnrnn_path: Path, cfg: ControllerConfig,
