@@ -19,6 +19,7 @@ survived; an episode ends when the player dies, or at the time limit (the paper:
 from __future__ import annotations
 
 import os
+import tempfile
 from typing import Any
 
 import gymnasium as gym
@@ -65,6 +66,8 @@ class DoomTakeCover(gym.Env):
         game.set_window_visible(self.render_mode == "human")
         game.set_sound_enabled(False)
         game.set_mode(vzd.Mode.PLAYER)
+        # The engine writes its settings file; keep it out of the working directory.
+        game.set_doom_config_path(os.path.join(tempfile.gettempdir(), "worldmodels_vizdoom.ini"))
         game.init()
         self._game = game
 
