@@ -312,3 +312,42 @@ def test_keyboard_drives_under_a_dummy_display(models, tmp_path, monkeypatch):
     assert run_dream("--vae", str(vae_path), "--rnn", str(m_path), "--keyboard", "--steps", "3",
                      "--fps", "1000", "--record", str(out)) == 0
     assert read_video_frames(out).shape == (3, 512, 512, 3)
+
+
+def test_c_drives_the_dream_on_the_dreams_own_z_and_h(models, tmp_path):
+    """`dream --controller C.pt`: every action is C's output on the z and h the dream is in,
+    and V and M default to the ones C records."""
+    from worldmodels.checkpoint import checkpoint_sha256
+    from worldmodels.commands import dream as dream_cli
+    from worldmodels.config import ControllerConfig
+    from worldmodels.worlds import CARRACING
+
+    vae_path, m_path = models
+    torch.manual_seed(3)
+    c = Controller(Z, H)
+    with torch.no_grad():
+        c.fc.weight.mul_(20.0)  # actions far from 0, different every step
+    c_path = save_checkpoint(
+        tmp_path / "c.pt", kind="controller", config=asdict(ControllerConfig()),
+        model=c.state_dict(), model_args=c.model_args,
+        parents={"vae_sha256": checkpoint_sha256(vae_path), "mdnrnn_sha256": checkpoint_sha256(m_path)},
+        extra={"vae_path": str(vae_path), "mdnrnn_path": str(m_path)})
+    out = tmp_path / "c_dream.gif"
+    assert run_dream("--controller", str(c_path), "--record", str(out), "--steps", "6",
+                     "--size", "64", "--temperature", "0") == 0
+    assert read_video_frames(out).shape == (7, 64, 64, 3)
+
+    args = argparse.Namespace(controller=str(c_path), actions=None, world_spec=CARRACING)
+    act, limit = dream_cli.action_source(args)
+    dream = BatchedDream.from_checkpoint(m_path, temperature=0.0, max_steps=100, done_threshold=1.0)
+    zs, actions, _ = dream_cli.dream_rollout(dream, act, 6, seed=0)
+    assert limit is None and len(actions) == 7
+    # Replay: the same dream stepped with C's outputs, computed here from its z and h.
+    z, h = dream.reset(1, 0)
+    for t in range(6):
+        with torch.no_grad():
+            a = c(z, h)
+        np.testing.assert_allclose(actions[t + 1], a[0].numpy(), rtol=1e-6)
+        torch.testing.assert_close(zs[t], z[0])
+        z, h, _, _ = dream.step(a)
+    assert len({tuple(np.round(a, 3)) for a in actions[1:]}) > 1  # C reacts to the dream

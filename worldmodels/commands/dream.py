@@ -3,6 +3,9 @@ episode, or drive inside the dream yourself.
 
   worldmodels dream --vae RUN/vae/vae.pt --rnn RUN/rnn/mdnrnn.pt --record dream.mp4
       the dream driven by Brownian (or --actions random, or FILE.npy) actions
+  worldmodels dream --controller RUN/controller/controller.pt --record dream.mp4
+  worldmodels dream --agent carracing --record dream.gif
+      the dream driven by C, acting on the dream's own z and h: what C sees while it learns
   worldmodels dream --vae ... --rnn ... --open-loop --data RUN/rollouts --episode 0 --record ol.mp4
       real frames | frames M predicts from the same first frame and the same actions | difference
   worldmodels dream --vae ... --rnn ... --keyboard
@@ -38,6 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--vae", metavar="V.pt", help="V checkpoint (vae.pt)")
     parser.add_argument("--rnn", metavar="M.pt",
                         help="M checkpoint (mdnrnn.pt), trained against --vae")
+    parser.add_argument("--controller", metavar="C.pt",
+                        help="C drives the dream (--vae and --rnn default to the ones C records)")
     add_agent_argument(parser)
     parser.add_argument("--record", metavar="FILE", help="write the video to FILE (.mp4 or .gif)")
     parser.add_argument("--steps", type=int, default=None,
@@ -70,9 +75,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    apply_agent(args, parts=("vae", "rnn"))
+    apply_agent(args)
+    if args.controller is not None and (args.vae is None or args.rnn is None):
+        from ..agents.world_models_agent import load_controller
+
+        extra = load_controller(args.controller)[1].get("extra", {})
+        args.vae = args.vae or extra.get("vae_path")
+        args.rnn = args.rnn or extra.get("mdnrnn_path")
     if args.vae is None or args.rnn is None:
-        raise CLIError("give --vae V.pt and --rnn M.pt, or --agent NAME")
+        raise CLIError("give --vae V.pt and --rnn M.pt, --controller C.pt or --agent NAME")
     if args.record and Path(args.record).suffix.lower() not in VIDEO_EXTENSIONS:
         raise CLIError(f"--record {args.record}: use a .mp4 or .gif file name")
     if not (args.record or args.tb_dir or args.keyboard):
@@ -126,8 +137,18 @@ def save(args: argparse.Namespace, frames: list[np.ndarray], tb_frames: list[np.
 
 
 def action_source(args: argparse.Namespace):
-    """A function t -> action (A,) and the number of steps it supports (None: unlimited)."""
+    """A function (t, z, h) -> action (A,) and the number of steps it supports (None:
+    unlimited): C (``--controller``/``--agent``), a policy or an array."""
     world: World = args.world_spec
+    if args.controller is not None and not args.actions:
+        from ..agents.world_models_agent import load_controller
+
+        controller, _ = load_controller(args.controller)
+        if controller.action_map != world.action_map:
+            raise CLIError(f"--controller {args.controller} acts in another world than "
+                           f"{world.name}'s M")
+        print(f"C drives the dream: {args.controller}")
+        return (lambda t, z, h: controller(z, h)[0].numpy()), None
     name = args.actions or world.policies[0]
     if name.endswith(".npy"):
         path = Path(name)
@@ -138,7 +159,7 @@ def action_source(args: argparse.Namespace):
         if actions.ndim != 2 or actions.shape[1] != A or len(actions) == 0:
             raise CLIError(f"--actions {name}: expected a T x {A} array, got shape {actions.shape}")
         actions = actions.astype(np.float32)
-        return (lambda t: actions[t]), len(actions)
+        return (lambda t, z, h: actions[t]), len(actions)
     try:
         from worldmodels.agents.random_policies import make_policy
     except ImportError as e:
@@ -150,7 +171,7 @@ def action_source(args: argparse.Namespace):
         raise CLIError(f"--actions: {e}, or a FILE.npy") from e
     policy.reset()
     blank = np.zeros((64, 64, 3), np.uint8)  # the policies act blindly
-    return (lambda t: policy.act(blank)), None
+    return (lambda t, z, h: policy.act(blank)), None
 
 
 def caption(t: int, action: np.ndarray | None, ret: float) -> str:
@@ -163,17 +184,16 @@ def caption(t: int, action: np.ndarray | None, ret: float) -> str:
     return f"t={t} return {ret:.1f}{act}"
 
 
-def dream_video(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDream):
-    act, available = action_source(args)
-    steps = args.steps or available or DEFAULT_STEPS
-    if available is not None and steps > available:
-        raise CLIError(f"--actions {args.actions} has {available} actions, fewer than --steps {steps}")
-    z, _ = dream.reset(1, args.seed)
+def dream_rollout(dream: BatchedDream, act, steps: int, seed: int):
+    """One dream of up to ``steps`` steps driven by ``act(t, z, h)``: (z_0..z_T stacked,
+    [None, a_0, ..., a_T-1], returns so far at each frame)."""
+    z, h = dream.reset(1, seed)
     zs, returns, ret = [z[0]], [0.0], 0.0
     actions: list[np.ndarray | None] = [None]
     for t in range(steps):
-        a = np.asarray(act(t), dtype=np.float32)
-        z, _, reward, done = dream.step(a[None])
+        with torch.no_grad():
+            a = np.asarray(act(t, z, h), dtype=np.float32)
+        z, h, reward, done = dream.step(a[None])
         ret += float(reward[0])
         zs.append(z[0])
         actions.append(a)
@@ -181,7 +201,17 @@ def dream_video(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDream):
         if done[0]:
             print(f"M ended the dream at step {t + 1} (done head)")
             break
-    images = decode_frames(vae, torch.stack(zs))
+    return torch.stack(zs), actions, returns
+
+
+def dream_video(args: argparse.Namespace, vae: ConvVAE, dream: BatchedDream):
+    act, available = action_source(args)
+    steps = args.steps or available or DEFAULT_STEPS
+    if available is not None and steps > available:
+        raise CLIError(f"--actions {args.actions} has {available} actions, fewer than --steps {steps}")
+    zs, actions, returns = dream_rollout(dream, act, steps, args.seed)
+    ret = returns[-1]
+    images = decode_frames(vae, zs)
     print(f"dream: {len(zs) - 1} steps, return {ret:.1f} (temperature {args.temperature})")
 
     def panels(size: int) -> list[np.ndarray]:
