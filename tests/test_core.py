@@ -170,12 +170,12 @@ def test_bad_shards_are_reported(tmp_path):
 
 
 def test_manifest_tolerates_only_a_cut_last_line(tmp_path):
-    append_manifest(tmp_path, {"index": 0, "file": "a"})
+    append_manifest(tmp_path, {"index": 0, "file": "ep_000000.npz"})
     with open(tmp_path / "manifest.jsonl", "a") as f:
         f.write('{"index": 1, "fi')
     with pytest.warns(UserWarning, match="incomplete last line"):
         assert [e["index"] for e in read_manifest(tmp_path)] == [0]
-    (tmp_path / "manifest.jsonl").write_text('{"index": 0\n{"index": 1, "file": "b"}\n')
+    (tmp_path / "manifest.jsonl").write_text('{"index": 0\n{"index": 1, "file": "ep_000001.npz"}\n')
     with pytest.raises(ShardError, match="line 1 is not valid JSON"):
         read_manifest(tmp_path)
 
@@ -209,6 +209,27 @@ def test_logger_writes_scalars_images_and_gif_videos(tmp_path):
     assert set(acc.Tags()["images"]) == {"vae/reconstructions", "dream/video"}
     assert acc.Images("dream/video")[0].encoded_image_string[:6] == b"GIF89a"
     assert "vae/loss" in (tmp_path / "scalars.csv").read_text()
+
+
+def test_logger_csv_after_a_kill_and_resume_has_one_row_per_step_and_tag(tmp_path):
+    """A stage killed after logging steps 1-3 (the last row cut mid-write) and resumed from
+    its checkpoint at step 2 replays steps 3-4: the CSV ends with steps 1-4 once each."""
+    import csv
+
+    from worldmodels.logger import Logger
+
+    with Logger(tmp_path) as log:
+        for step in (1, 2, 3):
+            log.scalars({"es/fitness_mean": float(step), "es/sigma": 0.1}, step=step)
+    path = tmp_path / "scalars.csv"
+    path.write_bytes(path.read_bytes() + b"4,es/fitn")          # the kill cut a row
+    with Logger(tmp_path) as log:
+        for step in (3, 4):
+            log.scalars({"es/fitness_mean": float(step), "es/sigma": 0.1}, step=step)
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(int(r["step"]), r["tag"]) for r in rows] == \
+        [(s, t) for s in (1, 2, 3, 4) for t in ("es/fitness_mean", "es/sigma")]
 
 
 def test_atomic_writes_get_the_mode_of_an_ordinary_write(tmp_path):
@@ -270,6 +291,24 @@ def test_a_manifest_line_cut_by_a_crash_does_not_wedge_the_folder(tmp_path):
     assert [e["index"] for e in read_manifest(tmp_path)] == [0]   # with a warning
     append_manifest(tmp_path, {"index": 2, "file": "ep_000002.npz"})
     assert [e["index"] for e in read_manifest(tmp_path)] == [0, 2]
-    (tmp_path / MANIFEST).write_text('{"index": 0, "file": "a.npz"}\n{"length": 3}\n')
+    (tmp_path / MANIFEST).write_text('{"index": 0, "file": "ep_000000.npz"}\n{"length": 3}\n')
     with pytest.raises(ShardError, match="line 2 is not a manifest entry"):
         read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("line", ['{"index": 0, "file": "../ep_000000.npz"}',
+                                  '{"index": 0, "file": "/etc/passwd"}',
+                                  '{"index": 0, "file": "sub/ep_000000.npz"}',
+                                  '{"index": "0", "file": "ep_000000.npz"}',
+                                  '{"index": -1, "file": "ep_000000.npz"}'])
+def test_a_manifest_never_points_outside_its_folder(tmp_path, line):
+    """A manifest's `file` is a shard name inside the folder; `../x`, absolute paths and
+    sub-folders are refused (with the line), never followed."""
+    from worldmodels.data import MANIFEST, ShardError, episode_files, read_manifest
+
+    (tmp_path / "ep_000000.npz").write_bytes(b"x")
+    (tmp_path / MANIFEST).write_text(line + "\n" + '{"index": 1, "file": "ep_000001.npz"}\n')
+    with pytest.raises(ShardError, match="line 1"):
+        read_manifest(tmp_path)
+    with pytest.raises(ShardError, match="line 1"):
+        episode_files(tmp_path)

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import worldmodels.commands.encode as enc
-from worldmodels.checkpoint import save_checkpoint
+from worldmodels.checkpoint import checkpoint_sha256, save_checkpoint
 from worldmodels.config import VAEConfig
 from worldmodels.data import ShardError, read_manifest, read_shard
 from worldmodels.runs import RunConfigMismatch
@@ -68,6 +68,7 @@ def test_encode_matches_a_direct_forward_pass(rollouts, tmp_path, dtype, toleran
             assert np.array_equal(shard[key], rollout[key]), key
         assert latent["sha256"] == sha256_file(out / latent["file"])
         assert latent["rollout_sha256"] == entry["sha256"]
+        assert latent["vae_sha256"] == checkpoint_sha256(vae_path)   # each shard names its V
         assert {k: latent[k] for k in ("index", "seed", "length", "return")} == \
             {k: entry[k] for k in ("index", "seed", "length", "return")}
 
@@ -85,10 +86,10 @@ def test_encode_resumes_without_redoing_or_duplicating(rollouts, tmp_path, monke
     real_write = enc._write
     written = []
 
-    def write_then_crash(out_dir, ep):
+    def write_then_crash(out_dir, ep, vae_sha256):
         if len(written) == 2:
             raise KeyboardInterrupt
-        real_write(out_dir, ep)
+        real_write(out_dir, ep, vae_sha256)
         written.append(ep.entry["file"])
 
     with monkeypatch.context() as m:

@@ -249,6 +249,13 @@ def test_bad_latent_folders_are_refused(tmp_path):
     with pytest.raises(ValueError, match="leaves none for training"):
         tr.train_rnn(latents, tmp_path / "b", replace(CFG, val_episodes=3), device="cpu",
                      progress=False)
+    # A shard whose manifest entry names another V (a folder merged by hand) is refused.
+    lines = (latents / "manifest.jsonl").read_text().splitlines()
+    entry = json.loads(lines[1])
+    entry["vae_sha256"] = "f" * 64
+    (latents / "manifest.jsonl").write_text("\n".join([lines[0], json.dumps(entry), lines[2]]) + "\n")
+    with pytest.raises(ValueError, match="1 shards were encoded by another V.*ep_000001"):
+        tr.train_rnn(latents, tmp_path / "v", CFG, device="cpu", progress=False)
     record = json.loads((latents / tr.ENCODE_RECORD).read_text())
     del record["config"]["vae_sha256"]
     (latents / tr.ENCODE_RECORD).write_text(json.dumps(record))

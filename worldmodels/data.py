@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import warnings
 import zipfile
 from pathlib import Path
@@ -32,6 +33,7 @@ from .utils import atomic_write, sha256_file
 
 MANIFEST = "manifest.jsonl"
 SHARD_GLOB = "ep_*.npz"
+_SHARD_FILE = re.compile(r"ep_\d+\.npz")
 
 _COMMON = {
     "action": (np.float32, ("T", "A")),
@@ -145,7 +147,15 @@ def read_manifest(folder: str | os.PathLike) -> list[dict]:
         if not isinstance(entry, dict) or not {"index", "file"} <= set(entry):
             raise ShardError(f"{path}: line {n} is not a manifest entry (needs 'index' and "
                              "'file')")
-        entries[int(entry["index"])] = entry
+        name = entry["file"]
+        # A shard is a plain file name inside the folder: never follow a path out of it.
+        if not isinstance(name, str) or not _SHARD_FILE.fullmatch(name):
+            raise ShardError(f"{path}: line {n}: 'file' must be a shard name like "
+                             f"ep_000042.npz in the folder itself, got {name!r}")
+        if not isinstance(entry["index"], int) or entry["index"] < 0:
+            raise ShardError(f"{path}: line {n}: 'index' must be an integer >= 0, "
+                             f"got {entry['index']!r}")
+        entries[entry["index"]] = entry
     return [entries[i] for i in sorted(entries)]
 
 

@@ -1,5 +1,9 @@
 """One logger call fans out to TensorBoard, a CSV file and (optionally) stdout.
 
+The CSV (``scalars.csv``) has one row per (step, tag): a stage that resumes after a kill
+replays the steps after its last checkpoint, bit for bit, and the rows that were already
+written are not written again; a row cut by the kill is dropped when the file is reopened.
+
 Tags are grouped by stage: ``vae/...``, ``mdnrnn/...``, ``es/...``, ``dream/...``, ``eval/...``,
 ``time/...``. Videos are written as animated GIFs inside TensorBoard image summaries (the
 image dashboard plays them), which avoids the moviepy dependency of ``add_video``.
@@ -25,7 +29,8 @@ class Logger:
         self.writer = SummaryWriter(str(self.tb_dir))
         self.echo = echo
         self._csv_path = self.tb_dir / "scalars.csv"
-        new = not self._csv_path.exists()
+        self._logged = _repair_csv(self._csv_path)
+        new = not self._csv_path.exists() or self._csv_path.stat().st_size == 0
         self._csv_file = open(self._csv_path, "a", newline="")
         self._csv = csv.writer(self._csv_file)
         if new:
@@ -34,7 +39,10 @@ class Logger:
     def scalar(self, tag: str, value: float, step: int) -> None:
         value = float(value)
         self.writer.add_scalar(tag, value, step)
-        self._csv.writerow([step, tag, value])
+        key = (str(step), tag)
+        if key not in self._logged:  # a resumed stage replays steps the CSV already has
+            self._logged.add(key)
+            self._csv.writerow([step, tag, value])
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         for tag, value in values.items():
@@ -79,6 +87,22 @@ class Logger:
 
     def __exit__(self, *exc: Any) -> None:
         self.close()
+
+
+def _repair_csv(path: Path) -> set[tuple[str, str]]:
+    """The (step, tag) pairs already in the CSV at ``path``, after cutting a last line left
+    incomplete by a kill (no trailing newline)."""
+    if not path.exists():
+        return set()
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        cut = data.rfind(b"\n") + 1
+        with open(path, "r+b") as f:
+            f.truncate(cut)
+        data = data[:cut]
+    rows = csv.reader(io.StringIO(data.decode("utf-8", errors="replace")))
+    next(rows, None)  # header
+    return {(r[0], r[1]) for r in rows if len(r) >= 2}
 
 
 def gif_bytes(frames: np.ndarray, fps: int = 20) -> bytes:

@@ -3,7 +3,8 @@
 For each rollout shard ``ep_XXXXXX.npz`` a latent shard of the same name holds ``mu`` and
 ``logvar`` (T x Z, float16 or float32) and the rollout's action, reward, terminated and
 truncated arrays unchanged; ``manifest.jsonl`` lists them (index, file, seed, length, return,
-sha256 of the latent shard, rollout_sha256). ``encode.json`` records ``{"stage": "encode",
+sha256 of the latent shard, rollout_sha256, and vae_sha256: the V that encoded it, so every
+shard names its V even if folders are merged by hand). ``encode.json`` records ``{"stage": "encode",
 "config": {vae_path, vae_sha256, z_dim, dtype}}``; encoding with another V (another sha256)
 or dtype into the same folder is refused.
 Rerunning skips the episodes already encoded, so it also picks up rollouts collected since.
@@ -135,7 +136,7 @@ def encode_rollouts(data_dir: str | os.PathLike, vae_path: str | os.PathLike,
 
     start = time.monotonic()
     frames, skipped = _encode(vae, dev, data_dir, out_dir, todo, dtype, batch_size, progress,
-                              skip_corrupt)
+                              skip_corrupt, record["vae_sha256"])
     wall = time.monotonic() - start
     rate = frames / wall if wall > 0 else 0.0
     latents = read_manifest(out_dir)
@@ -157,8 +158,8 @@ def encode_rollouts(data_dir: str | os.PathLike, vae_path: str | os.PathLike,
 
 @torch.inference_mode()
 def _encode(vae: ConvVAE, dev: torch.device, data_dir: Path, out_dir: Path, todo: list[dict],
-            dtype: str, batch_size: int, progress: bool, skip_corrupt: bool
-            ) -> tuple[int, list[str]]:
+            dtype: str, batch_size: int, progress: bool, skip_corrupt: bool,
+            vae_sha256: str = "") -> tuple[int, list[str]]:
     """Encode ``todo`` in batches that run across episodes; returns (frames, skipped files)."""
     bar = tqdm(total=sum(int(e["length"]) for e in todo), unit="img", disable=not progress,
                desc="encode", dynamic_ncols=True)
@@ -180,7 +181,7 @@ def _encode(vae: ConvVAE, dev: torch.device, data_dir: Path, out_dir: Path, todo
             offset += b - a
             ep.filled += b - a
             if ep.filled == ep.length:
-                _write(out_dir, ep)
+                _write(out_dir, ep, vae_sha256)
         frames += len(batch)
         bar.update(len(batch))
         pieces, filled = [], 0
@@ -208,14 +209,14 @@ def _encode(vae: ConvVAE, dev: torch.device, data_dir: Path, out_dir: Path, todo
     return frames, skipped
 
 
-def _write(out_dir: Path, ep: _Episode) -> None:
+def _write(out_dir: Path, ep: _Episode, vae_sha256: str) -> None:
     entry = ep.entry
     arrays = {"mu": ep.mu, "logvar": ep.logvar, **{k: ep.arrays[k] for k in COPIED}}
     sha = write_shard(out_dir / entry["file"], arrays, kind="latent")
     append_manifest(out_dir, {
         "index": entry["index"], "file": entry["file"], "seed": entry.get("seed"),
         "length": ep.length, "return": entry.get("return"), "sha256": sha,
-        "rollout_sha256": entry["sha256"],
+        "rollout_sha256": entry["sha256"], "vae_sha256": vae_sha256,
     })
     ep.arrays = {}  # the frames are no longer needed
 

@@ -46,7 +46,7 @@ from ..cli import (
     preset_from_args,
 )
 from ..config import MDNRNNConfig
-from ..data import episode_files, load_episodes
+from ..data import episode_files, load_episodes, read_manifest
 from ..logger import Logger
 from ..mdnrnn import MDNRNN, mdnrnn_loss
 from ..utils import check_finite, read_json, resolve_device, seed_everything
@@ -254,6 +254,13 @@ def train_rnn(latent_dir: str | os.PathLike | Sequence[str | os.PathLike],
         if rec["vae_sha256"] != encoded["vae_sha256"]:
             raise ValueError(f"{d} was encoded by another V than {dirs[0]} "
                              f"({rec['vae_sha256'][:12]} vs {encoded['vae_sha256'][:12]})")
+    for d in dirs:  # every shard's own record of its V (manifests of 0.1.0 have none)
+        other = [e["file"] for e in read_manifest(d)
+                 if e.get("vae_sha256", encoded["vae_sha256"]) != encoded["vae_sha256"]]
+        if other:
+            raise ValueError(f"{d}: {len(other)} shards were encoded by another V than "
+                             f"{encoded['vae_sha256'][:12]} (e.g. {other[0]}, per its manifest "
+                             "entry); re-encode them")
     parents = {"vae_sha256": encoded["vae_sha256"]}
     run_config = {**asdict(cfg), **parents}
     if len(dirs) > 1:
