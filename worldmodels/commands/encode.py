@@ -136,7 +136,7 @@ def encode_rollouts(data_dir: str | os.PathLike, vae_path: str | os.PathLike,
 
     start = time.monotonic()
     frames, skipped = _encode(vae, dev, data_dir, out_dir, todo, dtype, batch_size, progress,
-                              skip_corrupt, record["vae_sha256"])
+                              skip_corrupt, str(record["vae_sha256"]))
     wall = time.monotonic() - start
     rate = frames / wall if wall > 0 else 0.0
     latents = read_manifest(out_dir)
