@@ -232,6 +232,29 @@ def test_logger_csv_after_a_kill_and_resume_has_one_row_per_step_and_tag(tmp_pat
         [(s, t) for s in (1, 2, 3, 4) for t in ("es/fitness_mean", "es/sigma")]
 
 
+def test_a_stage_removes_what_a_killed_checkpoint_save_left(tmp_path):
+    """SIGKILL during atomic_write leaves `.NAME.XXXXXXXX.tmp`; the next run of the stage
+    (which owns the folder) deletes it, and nothing else."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    folder = tmp_path / "rnn"
+    folder.mkdir()
+    code = ("import os, signal, sys; from worldmodels.utils import atomic_write\n"
+            "def write(p):\n    p.write_bytes(b'half'); os.kill(os.getpid(), signal.SIGKILL)\n"
+            f"atomic_write({str(folder / 'mdnrnn.pt')!r}, write)")
+    proc = subprocess.run([sys.executable, "-c", code])
+    assert proc.returncode == -signal.SIGKILL
+    left = [p.name for p in folder.iterdir()]
+    assert len(left) == 1 and left[0].startswith(".mdnrnn.pt.") and left[0].endswith(".tmp")
+    (folder / "notes.tmp").write_text("mine")          # not atomic_write's: kept
+    (folder / "mdnrnn.pt").write_bytes(b"old good checkpoint")
+    start_run(folder, {"lr": 1.0}, "train-rnn")
+    assert sorted(os.listdir(folder)) == ["config.json", "mdnrnn.pt", "notes.tmp", "run.lock"]
+
+
 def test_atomic_writes_get_the_mode_of_an_ordinary_write(tmp_path):
     import os
 

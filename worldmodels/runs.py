@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import IO, Any
 
-from .utils import atomic_write_json, read_json
+from .utils import atomic_write_json, read_json, remove_stale_temp_files
 
 CONFIG = "config.json"
 DONE = "done.json"
@@ -68,6 +68,8 @@ def start_run(folder: str | os.PathLike, config: dict[str, Any], stage: str,
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     taken = _lock(folder, stage)   # before reading the config: no two runs race past the check
+    if taken:  # this run owns the folder: what a killed writer left half-written goes
+        remove_stale_temp_files(folder)
     path = folder / filename
     record = {"stage": stage, "config": config}
     if path.exists():

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
@@ -39,6 +40,21 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object],
         tmp_path.unlink(missing_ok=True)
         raise
     return path
+
+
+_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # atomic_write's temporary files
+
+
+def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that :func:`atomic_write` left in ``folder`` when its
+    process was killed mid-write (SIGKILL skips the cleanup). Call it only while owning the
+    folder (``runs.start_run`` does, under the folder's lock). Returns what was removed."""
+    removed = []
+    for path in Path(folder).iterdir():
+        if path.is_file() and _TEMP_NAME.fullmatch(path.name):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
