@@ -335,3 +335,33 @@ def test_a_manifest_never_points_outside_its_folder(tmp_path, line):
         read_manifest(tmp_path)
     with pytest.raises(ShardError, match="line 1"):
         episode_files(tmp_path)
+
+
+# --- torch threads -------------------------------------------------------------------------
+
+def test_threads_leave_busy_cores_alone():
+    from worldmodels.cli import choose_threads
+
+    assert choose_threads(None, cores=2, load=0.1) == (2, "")            # idle: every core
+    threads, why = choose_threads(None, cores=2, load=2.3)               # another run is busy
+    assert threads == 1 and "load average 2.3 on 2 cores" in why and "--threads" in why
+    assert choose_threads(None, cores=16, load=4.0)[0] == 12
+    assert choose_threads(3, cores=2, load=9.0) == (3, "")               # asked for: obeyed
+
+
+def test_threads_option_sets_torch_threads(tmp_path, capsys):
+    import torch
+
+    from worldmodels import cli
+
+    before = torch.get_num_threads()
+    try:
+        # A command that fails at once (no such data folder) still ran with the threads set.
+        assert cli.main(["--threads", "1", "train-vae", "--data", str(tmp_path / "none"),
+                         "--out", str(tmp_path / "v")]) == 2
+        assert torch.get_num_threads() == 1
+        with pytest.raises(SystemExit):
+            cli.main(["--threads", "0", "train-vae", "--data", "x", "--out", "y"])
+        assert "--threads must be >= 1" in capsys.readouterr().err
+    finally:
+        torch.set_num_threads(before)

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import dataclasses
 import importlib
+import os
 import signal
 import sys
 import threading
@@ -133,6 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
                "Run `worldmodels COMMAND --help` for the options of a command.",
     )
     parser.add_argument("--version", action="version", version=f"worldmodels {__version__}")
+    parser.add_argument("--threads", type=int, default=None, metavar="N",
+                        help="torch threads of this process (default: the cores not already "
+                             "busy by the 1-minute load average, at least 1: threads that "
+                             "compete for a loaded CPU slow torch down many times over)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, module_name, help_text in COMMANDS:
         module = importlib.import_module(module_name)
@@ -146,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be >= 1, got {args.threads}")
+    import torch
+
+    threads, why = choose_threads(args.threads)
+    torch.set_num_threads(threads)
+    if why:  # stdout: stderr is kept for the one-line error of a refused command
+        print(f"worldmodels: {why}", flush=True)
     try:
         with sigterm_as_interrupt():
             result: Any = args._run(args)
@@ -157,6 +170,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"worldmodels {args.command}: error: {e}", file=sys.stderr)
         return 2
     return int(result or 0)
+
+
+def choose_threads(requested: int | None, cores: int | None = None,
+                   load: float | None = None) -> tuple[int, str]:
+    """torch threads for this process, and a note when fewer than the cores were chosen.
+
+    ``requested`` wins. Otherwise the cores this process may use, less the 1-minute load
+    average (other processes already running), at least 1: on a 2-core machine busy with
+    another run, 2 competing threads made M's training ~50x slower than 1 thread."""
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+    if requested is not None:
+        return requested, ""
+    if load is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    threads = max(1, min(cores, int(round(cores - load))))
+    why = (f"{threads} torch thread{'s' * (threads > 1)} (load average {load:.1f} on {cores} "
+           "cores; --threads N to choose)") if threads < cores else ""
+    return threads, why
 
 
 @contextlib.contextmanager
