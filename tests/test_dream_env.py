@@ -83,3 +83,27 @@ def test_human_render_under_a_dummy_display(models, monkeypatch):
     env.reset(seed=0)
     env.step(env.action_space.sample())
     env.close()
+
+
+def test_async_vector_env_with_forked_workers_does_not_hang(models, tmp_path):
+    """gymnasium's async vector env forks its workers by default; torch's thread pool,
+    started in the parent, used to deadlock the children's first step."""
+    import subprocess
+    import sys
+
+    vae_path, m_path = models
+    code = f"""
+import gymnasium as gym, torch
+import worldmodels.envs
+torch.set_num_threads(2)
+torch.ones(200, 200) @ torch.ones(200, 200)   # the parent's thread pool is running
+envs = gym.make_vec("worldmodels/CarRacingDream-v0", num_envs=2, vectorization_mode="async",
+                    vae_path={str(vae_path)!r}, mdnrnn_path={str(m_path)!r})
+obs, _ = envs.reset(seed=0)
+for _ in range(5):
+    obs, r, terminated, truncated, _ = envs.step(envs.action_space.sample())
+envs.close()
+print("stepped", obs.shape)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "stepped (2," in out.stdout, out.stderr[-2000:]
