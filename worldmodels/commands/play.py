@@ -40,7 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=TEST_START,
                         help=f"track seed of the first episode; the next ones add 1 "
                              f"(default: {TEST_START}, the first evaluation track)")
-    parser.add_argument("--env-id", default=EnvConfig.env_id, help="real environment id")
+    parser.add_argument("--env-id", default=None,
+                        help="real environment id (default: the game C was trained for, "
+                             f"{EnvConfig.env_id} or worldmodels/DoomTakeCover-v0)")
     parser.add_argument("--max-steps", type=int, default=None,
                         help="steps per episode at most (default: the game's limit, CarRacing "
                              "1000, Take Cover 2100)")
@@ -76,15 +78,18 @@ def video_frame(raw: np.ndarray, recon: np.ndarray, pred: np.ndarray, action: np
 
 def play(controller: Path, vae: Path | None = None, rnn: Path | None = None,
          render: str = "none", record: Path | None = None, episodes: int = 1,
-         seed: int = TEST_START, env_id: str = EnvConfig.env_id,
+         seed: int = TEST_START, env_id: str | None = None,
          max_steps: int | None = None, use_mu: bool = False, panel_size: int = 160,
          fps: int | None = None, device: str = "auto", every: int = 1) -> list[float]:
     """Play ``episodes`` episodes; returns their returns. Writes ``record`` if given, with
     every ``every``-th step of each episode (from its first), at ``fps / every`` frames/s."""
-    from worldmodels.agents.world_models_agent import WorldModelsAgent
+    from worldmodels.agents.world_models_agent import WorldModelsAgent, load_controller
     from worldmodels.envs import make_env
-    from worldmodels.worlds import world_of
+    from worldmodels.worlds import WORLDS, world_of
 
+    if env_id is None:  # the world of C's action mapping
+        action_map = load_controller(controller)[0].action_map
+        env_id = next(w for w in WORLDS.values() if w.action_map == action_map).env_ids[0]
     try:
         world = world_of(env_id)
     except ValueError as e:
