@@ -351,3 +351,70 @@ def test_c_drives_the_dream_on_the_dreams_own_z_and_h(models, tmp_path):
         torch.testing.assert_close(zs[t], z[0])
         z, h, _, _ = dream.step(a)
     assert len({tuple(np.round(a, 3)) for a in actions[1:]}) > 1  # C reacts to the dream
+
+
+def test_branch_starts_are_ms_own_states_on_real_data(tmp_path):
+    """Each branched start holds the (h, c) that M's LSTM has after reading the episode's
+    steps before t (teacher forcing with mu), and that step's mu and logvar."""
+    from worldmodels.data import append_manifest, shard_name, write_shard
+    from worldmodels.dream import branch_starts
+
+    m = tiny_mdnrnn(seed=2)
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "latents"
+    folder.mkdir()
+    episodes = []
+    for i, T in enumerate((7, 12)):
+        arrays = {"mu": rng.normal(size=(T, Z)).astype(np.float32),
+                  "logvar": rng.normal(-2, 0.1, size=(T, Z)).astype(np.float32),
+                  "action": rng.uniform(-1, 1, size=(T, 3)).astype(np.float32),
+                  "reward": np.zeros(T, np.float32), "terminated": np.zeros(T, bool),
+                  "truncated": np.arange(T) == T - 1}
+        sha = write_shard(folder / shard_name(i), arrays, kind="latent")
+        append_manifest(folder, {"index": i, "file": shard_name(i), "length": T, "sha256": sha})
+        episodes.append(arrays)
+    starts = branch_starts(m, [folder], n=30, seed=1)
+    assert {k: tuple(v.shape) for k, v in starts.items()} == {
+        "mu": (30, Z), "logvar": (30, Z), "h": (30, H), "c": (30, H)}
+    found = 0
+    for ep in episodes:
+        x = torch.cat([torch.from_numpy(ep["mu"]), torch.from_numpy(ep["action"])], 1)
+        with torch.no_grad():
+            for t in range(len(x)):
+                if t == 0:
+                    h, c = torch.zeros(1, 1, H), torch.zeros(1, 1, H)
+                else:
+                    _, (h, c) = m.lstm(x[None, :t])
+                hit = (starts["mu"] == torch.from_numpy(ep["mu"][t])).all(1)
+                for p in torch.nonzero(hit).flatten():
+                    found += 1
+                    torch.testing.assert_close(starts["h"][p], h[0, 0], rtol=1e-4, atol=1e-5)
+                    torch.testing.assert_close(starts["c"][p], c[0, 0], rtol=1e-4, atol=1e-5)
+    assert found == 30
+
+
+def test_branched_dreams_start_from_the_given_states():
+    """A dream started from (z, h, c) steps exactly like M stepped from that state, and
+    evaluate (P controllers at once) agrees with the env-style path."""
+    m = tiny_mdnrnn(seed=3)
+    gen = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(4, Z, generator=gen), torch.full((4, Z), -3.0)
+    h0, c0 = torch.randn(4, H, generator=gen) * 0.5, torch.randn(4, H, generator=gen)
+    dream = BatchedDream(m, mu, logvar, temperature=0.0, max_steps=5, initial_h=h0, initial_c=c0)
+    z, h = dream.reset(4, 0)
+    torch.testing.assert_close(z, mu)
+    torch.testing.assert_close(h, h0)
+    a = torch.tensor([[0.3, 0.5, 0.0]]).repeat(4, 1)
+    z1, h1, r1, _ = dream.step(a)
+    with torch.no_grad():
+        out, _, (h_ref, _) = m.step(mu, a, (h0.unsqueeze(0), c0.unsqueeze(0)))
+    torch.testing.assert_close(h1, h_ref[0], rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(z1, sample_z(out, tau=0.0), rtol=1e-4, atol=1e-5)
+    params = torch.randn(3, dream.n_params) * 0.3
+    together = dream.evaluate(params, 4, seed=1)
+    one_by_one = torch.cat([dream.evaluate(p[None], 4, seed=1) for p in params])
+    torch.testing.assert_close(together, one_by_one)
+    plain = BatchedDream(m, mu, logvar, temperature=0.0, max_steps=5)
+    assert not torch.allclose(plain.evaluate(params, 4, seed=1), together)  # h, c matter
+    with pytest.raises(ValueError, match="both initial_h and initial_c"):
+        BatchedDream(m, mu, logvar, initial_h=h0)

@@ -17,6 +17,11 @@ and z_0 = mu + exp(logvar / 2) * eps. Then, every step, with h_0 = c_0 = 0:
 ``worldmodels.worlds.map_controller_output``): CarRacing's (steer, gas, brake), or Take
 Cover's thirds (-1, 0, 1), which M was trained on.
 
+Branched dreams (``initial_h`` and ``initial_c`` given, e.g. by :func:`branch_starts`): each
+start is a state M was in on real data, mid-episode, (mu, logvar, h, c); a dream continues
+from there, so that C is scored where M has seen data, for short horizons (as MBPO and
+Dreamer imagine from real states), instead of from the first frame only.
+
 A dream that has terminated is frozen: its z, h and c no longer change, it stays done and
 earns no more reward. Episodes are cut at ``max_steps``.
 
@@ -85,7 +90,8 @@ class BatchedDream:
                  temperature: float = 1.0, max_steps: int = 1000, done_threshold: float = 0.5,
                  sample_done: bool = False, device: str | torch.device = "cpu",
                  dropout: float = 0.0, reward_penalty: float = 0.0,
-                 action_map: str = "carracing", reward: str = "head"):
+                 action_map: str = "carracing", reward: str = "head",
+                 initial_h: torch.Tensor | None = None, initial_c: torch.Tensor | None = None):
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if not 0.0 <= dropout < 1.0:
@@ -128,6 +134,16 @@ class BatchedDream:
                              f"with N >= 1, got {tuple(mu.shape)} and {tuple(logvar.shape)}")
         self.initial_mu = mu.to(self.device)
         self.initial_std = logvar.mul(0.5).exp().to(self.device)
+        self.initial_h = self.initial_c = None
+        if (initial_h is None) != (initial_c is None):
+            raise ValueError("give both initial_h and initial_c (branched starts), or neither")
+        if initial_h is not None and initial_c is not None:
+            hc = [torch.as_tensor(t, dtype=torch.float32) for t in (initial_h, initial_c)]
+            if any(t.shape != (mu.shape[0], self.hidden_size) for t in hc):
+                raise ValueError(f"initial_h and initial_c must be {mu.shape[0]} x "
+                                 f"{self.hidden_size} (one per initial encoding), got "
+                                 f"{tuple(hc[0].shape)} and {tuple(hc[1].shape)}")
+            self.initial_h, self.initial_c = (t.to(self.device) for t in hc)
         self._pack(mdnrnn)
         # The mapping a = (steer, (gas + 1) / 2, brake) as shift + raw * scale, then brake >= 0.
         self._act_scale = torch.tensor([1.0, 0.5, 1.0], device=self.device)
@@ -205,15 +221,19 @@ class BatchedDream:
 
     # ----------------------------------------------------------------------------- the step
 
-    def _new_batch(self, batch: int, z0: torch.Tensor,
-                   mask: torch.Tensor | None = None) -> _Batch:
+    def _new_batch(self, batch: int, z0: torch.Tensor, mask: torch.Tensor | None = None,
+                   h0: torch.Tensor | None = None, c0: torch.Tensor | None = None) -> _Batch:
         Z, H, A, K = self.z_dim, self.hidden_size, self.action_dim, self.n_gaussians
         dev = self.device
         x = [torch.zeros(batch, Z + H + A, device=dev) for _ in range(2)]
         x[0][:, :Z] = z0
+        c = [torch.zeros(batch, H, device=dev) for _ in range(2)]
+        if h0 is not None and c0 is not None:  # branched starts: M's state on real data
+            x[0][:, Z:Z + H] = h0
+            c[0].copy_(c0)
         return _Batch(
             mask=mask, xm=None if mask is None else torch.empty(batch, Z + H + A, device=dev),
-            x=x, c=[torch.zeros(batch, H, device=dev) for _ in range(2)],
+            x=x, c=c,
             gates=torch.empty(batch, 4 * H, device=dev),
             heads=torch.empty(batch, self._w_heads.shape[1], device=dev),
             scores=torch.empty(batch, K, Z, device=dev),
@@ -228,13 +248,23 @@ class BatchedDream:
 
     def _initial_z(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
         """z_0 of n dreams: a random initial encoding, sampled (tau = 0: mean of b mod N)."""
+        return self._initial_state(n, generator)[0]
+
+    def _initial_state(self, n: int, generator: torch.Generator | None
+                       ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(z_0, h_0, c_0) of n dreams: a random start, its z sampled (tau = 0: the mean of
+        start b mod N); h_0 and c_0 are None (zeros) unless the starts are branched."""
         n_init = self.initial_mu.shape[0]
         if self.temperature == 0:
             idx = torch.arange(n, device=self.device) % n_init
-            return self.initial_mu[idx]
-        idx = torch.randint(n_init, (n,), generator=generator, device=self.device)
-        eps = torch.randn(n, self.z_dim, generator=generator, device=self.device)
-        return torch.addcmul(self.initial_mu[idx], self.initial_std[idx], eps)
+            z0 = self.initial_mu[idx]
+        else:
+            idx = torch.randint(n_init, (n,), generator=generator, device=self.device)
+            eps = torch.randn(n, self.z_dim, generator=generator, device=self.device)
+            z0 = torch.addcmul(self.initial_mu[idx], self.initial_std[idx], eps)
+        if self.initial_h is None or self.initial_c is None:
+            return z0, None, None
+        return z0, self.initial_h[idx], self.initial_c[idx]
 
     def _dropout_mask(self, n: int, generator: torch.Generator | None) -> torch.Tensor | None:
         """Dropout's Dream Land: each of n dreams gets one mask on the LSTM's inputs z and h,
@@ -379,13 +409,15 @@ class BatchedDream:
         """
         self._generator = self._to_generator(generator)
         with torch.inference_mode():
+            h0 = c0 = None
             if z is None:
-                z0 = self._initial_z(batch, self._generator)
+                z0, h0, c0 = self._initial_state(batch, self._generator)
             else:
                 z0 = torch.as_tensor(z, dtype=torch.float32, device=self.device)
                 if z0.shape != (batch, self.z_dim):
                     raise ValueError(f"z must be {batch} x {self.z_dim}, got {tuple(z0.shape)}")
-            self._state = self._new_batch(batch, z0, self._dropout_mask(batch, self._generator))
+            self._state = self._new_batch(batch, z0, self._dropout_mask(batch, self._generator),
+                                          h0, c0)
         return self.z, self.h
 
     def step(self, action: torch.Tensor | np.ndarray
@@ -463,8 +495,10 @@ class BatchedDream:
             w = params[:, :F * A].reshape(P, A, F)
             b = params[:, F * A:].reshape(P, 1, A)
             raw = torch.empty(P, n, A, device=self.device)
-            z0 = self._initial_z(n, gen)
-            s = self._new_batch(P * n, z0.repeat(P, 1), self._dropout_mask(n, gen))
+            z0, h0, c0 = self._initial_state(n, gen)
+            s = self._new_batch(P * n, z0.repeat(P, 1), self._dropout_mask(n, gen),
+                                None if h0 is None else h0.repeat(P, 1),
+                                None if c0 is None else c0.repeat(P, 1))
             check_every = 1 if self.device.type == "cpu" else 50
             for t in range(self.max_steps):
                 self._act_controllers(s, w, b, raw)
@@ -473,6 +507,54 @@ class BatchedDream:
                     break
         # Cloned outside inference mode: callers get an ordinary tensor.
         return s.ret.view(P, n).cpu().clone()
+
+
+def branch_starts(mdnrnn: MDNRNN, latent_dirs, n: int, seed: int = 0,
+                  max_episodes: int = 200) -> dict[str, torch.Tensor]:
+    """``n`` dream starts from real data: M's state mid-episode (``mu``, ``logvar``, ``h``,
+    ``c``; each N x ...), for :class:`BatchedDream`'s ``initial_h`` / ``initial_c``.
+
+    From the last ``max_episodes`` episodes of the latent folders (the newest data: the
+    agent's own driving in ``iterate``), M reads each episode with teacher forcing (z = mu,
+    the actions taken) and the state before step t is kept at ``n`` positions t drawn
+    uniformly over those episodes' steps (a fixed ``seed``). The dream then starts from
+    z ~ N(mu_t, exp(logvar_t)) with M's (h_t, c_t).
+    """
+    from .data import episode_files, load_episodes
+
+    files = [f for d in latent_dirs for f in episode_files(d, kind="latent")][-max_episodes:]
+    episodes = load_episodes(files, kind="latent", keys=("mu", "logvar", "action"))
+    if not episodes:
+        raise ValueError(f"no episodes in {list(map(str, latent_dirs))} to branch dreams from")
+    lengths = np.array([len(ep["mu"]) for ep in episodes])
+    rng = np.random.default_rng(seed)
+    flat = np.sort(rng.choice(int(lengths.sum()), size=n, replace=n > lengths.sum()))
+    offsets = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    which = np.searchsorted(offsets, flat, side="right") - 1
+    t_of = flat - offsets[which]
+    w_ih, w_hh, b_ih, b_hh = (t.detach().float().cpu() for t in mdnrnn.cell_weights())
+    H = mdnrnn.hidden_size
+    out = {k: torch.empty(n, d) for k, d in (("mu", mdnrnn.z_dim), ("logvar", mdnrnn.z_dim),
+                                             ("h", H), ("c", H))}
+    with torch.no_grad():
+        for e, ep in enumerate(episodes):
+            picks = np.flatnonzero(which == e)
+            if len(picks) == 0:
+                continue
+            mu = torch.from_numpy(ep["mu"].astype(np.float32))
+            x = torch.cat([mu, torch.from_numpy(ep["action"].astype(np.float32))], 1)
+            gates_in = x @ w_ih.t() + b_ih + b_hh      # T x 4H, the input part of every step
+            h, c = torch.zeros(H), torch.zeros(H)
+            want = {int(t): [int(p) for p in picks[t_of[picks] == t]] for t in set(t_of[picks])}
+            for t in range(int(max(want)) + 1):
+                for p in want.get(t, ()):              # the state before step t
+                    out["h"][p], out["c"][p] = h, c
+                    out["mu"][p] = mu[t]
+                    out["logvar"][p] = torch.from_numpy(ep["logvar"][t].astype(np.float32))
+                i, f, g, o = (gates_in[t] + w_hh @ h).chunk(4)
+                c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+                h = torch.sigmoid(o) * torch.tanh(c)
+    return out
 
 
 def predict_open_loop(vae: ConvVAE, dream: BatchedDream, real: np.ndarray, actions: np.ndarray,
