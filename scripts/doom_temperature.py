@@ -59,6 +59,7 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
+    from worldmodels import runs
     from worldmodels.commands.evaluate import describe, evaluate_agent
     from worldmodels.commands.train_controller import train_controller
     from worldmodels.config import Preset, from_dict
@@ -78,6 +79,8 @@ def main() -> int:
     for tau in args.taus:
         folder = run / "temperature" / f"tau_{tau:g}"
         cfg = replace(preset.controller, temperature=tau)
+        if tau == preset.controller.temperature and runs.is_done(run / "controller"):
+            folder = run  # the pipeline's own C was trained at this tau: reuse it
         t0 = time.perf_counter()
         c_path = train_controller(vae, mdnrnn, folder / "controller", cfg, preset.env,
                                   device="cpu", progress=not args.no_progress)

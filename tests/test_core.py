@@ -213,7 +213,8 @@ def test_logger_writes_scalars_images_and_gif_videos(tmp_path):
 
 def test_logger_csv_after_a_kill_and_resume_has_one_row_per_step_and_tag(tmp_path):
     """A stage killed after logging steps 1-3 (the last row cut mid-write) and resumed from
-    its checkpoint at step 2 replays steps 3-4: the CSV ends with steps 1-4 once each."""
+    its checkpoint at step 2 replays steps 3-4: the CSV ends with steps 1-4 once each, step
+    3 with the value of the run that went on."""
     import csv
 
     from worldmodels.logger import Logger
@@ -225,11 +226,12 @@ def test_logger_csv_after_a_kill_and_resume_has_one_row_per_step_and_tag(tmp_pat
     path.write_bytes(path.read_bytes() + b"4,es/fitn")          # the kill cut a row
     with Logger(tmp_path) as log:
         for step in (3, 4):
-            log.scalars({"es/fitness_mean": float(step), "es/sigma": 0.1}, step=step)
+            log.scalars({"es/fitness_mean": 10.0 * step, "es/sigma": 0.1}, step=step)
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
     assert [(int(r["step"]), r["tag"]) for r in rows] == \
         [(s, t) for s in (1, 2, 3, 4) for t in ("es/fitness_mean", "es/sigma")]
+    assert [float(r["value"]) for r in rows if r["tag"] == "es/fitness_mean"] == [1, 2, 30, 40]
 
 
 def test_a_stage_removes_what_a_killed_checkpoint_save_left(tmp_path):

@@ -13,6 +13,9 @@ Presets:
 - ``paper``: the sizes of Ha & Schmidhuber (2018) for CarRacing.
 - ``doom-debug``, ``doom-laptop``, ``doom-paper``: VizDoom Take Cover, C trained only in M's
   dream (the paper's section 4), needs the ``[doom]`` extra.
+
+Every preset runs its parallel work on this machine (``ClusterConfig.backend = "local"``);
+``--backend ray`` (``--set cluster.backend=ray`` in ``pipeline``) runs it on a Ray cluster.
 """
 
 from __future__ import annotations
@@ -212,6 +215,9 @@ class ControllerConfig:
     dream_dropout: float = 0.0
     """Dropout's Dream Land: drop entries of z and h at M's LSTM input in the dream, one mask per dream
     episode, so each episode is a slightly different world (0: off)."""
+    dream_start: str = "first"
+    """Where dreams start: ``first`` (a real first frame, h = 0, the paper) or ``branch`` (M's state
+    mid-episode on the newest real data, so C is scored where M has data; use a short dream_max_steps)."""
     use_mu: bool = False
     """In the real env, feed C the VAE mean mu instead of a sampled z (the paper samples)."""
     eval_every: int = 25
@@ -233,7 +239,7 @@ class ControllerConfig:
                non_negative=("temperature", "real_max_steps", "eval_every", "exploit_gap",
                              "reward_penalty", "seed"),
                fraction=("dream_dropout",), unit=("done_threshold",),
-               choices={"mode": ("dream", "real")})
+               choices={"mode": ("dream", "real"), "dream_start": ("first", "branch")})
         if self.popsize < 2:
             raise ValueError(f"ControllerConfig.popsize (--popsize) must be >= 2, got {self.popsize}")
 
@@ -274,6 +280,22 @@ class IterateConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    """Where collection, real-env episodes and dream populations run: processes on this machine, or a Ray
+    cluster (``worldmodels.backends``)."""
+
+    backend: str = "local"
+    """``local`` (worker processes on this machine) or ``ray`` (Ray tasks and actors of one CPU each, as many
+    as ``workers``; needs the ``[ray]`` extra; output folders and checkpoints on storage every node sees)."""
+    ray_address: str = ""
+    """Backend ``ray``: the cluster's ``HOST:PORT`` (printed by ``ray start --head``); empty: Ray's convention
+    (``RAY_ADDRESS``, else the cluster last started on this machine, else a new one here)."""
+
+    def __post_init__(self) -> None:
+        _check(self, choices={"backend": ("local", "ray")})
+
+
+@dataclass(frozen=True)
 class Preset:
     """A full pipeline configuration."""
 
@@ -285,6 +307,7 @@ class Preset:
     controller: ControllerConfig = field(default_factory=ControllerConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     iterate: IterateConfig = field(default_factory=IterateConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self) -> None:
         from .worlds import world_of
@@ -399,8 +422,10 @@ PRESETS["doom-paper"] = Preset(
 )
 
 ADDED_FIELDS: dict[str, Any] = {
+    "dream_start": "first",
     "dropout": 0.0, "dream_dropout": 0.0, "exploit_gap": 150.0, "controller": "",
     "action_noise": 0.1, "brownian_share": 0.0, "reward_heads": 1, "reward_penalty": 0.0,
+    "backend": "local", "ray_address": "",
 }
 """Config fields added after 0.1.0, with the value that behaves as 0.1.0 did: a run folder
 started by 0.1.0 (whose config.json lacks them) resumes when they hold these values."""
@@ -435,7 +460,8 @@ def from_dict(cls: type[T], data: dict) -> T:
 
 def _dataclass_types() -> dict[str, type]:
     return {c.__name__: c for c in (EnvConfig, CollectConfig, VAEConfig, MDNRNNConfig,
-                                    ControllerConfig, EvalConfig, IterateConfig, Preset)}
+                                    ControllerConfig, EvalConfig, IterateConfig, ClusterConfig,
+                                    Preset)}
 
 
 def to_json(cfg: Any) -> str:

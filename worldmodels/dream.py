@@ -153,14 +153,19 @@ class BatchedDream:
 
     @classmethod
     def from_checkpoint(cls, mdnrnn_path: str | os.PathLike, device: str | torch.device = "cpu",
-                        vae_path: str | os.PathLike | None = None, **kw) -> "BatchedDream":
-        """The dream of an ``mdnrnn`` checkpoint, started from the initial encodings it stores.
+                        vae_path: str | os.PathLike | None = None,
+                        starts: dict[str, torch.Tensor] | None = None, **kw) -> "BatchedDream":
+        """The dream of an ``mdnrnn`` checkpoint, started from the initial encodings it stores,
+        or from ``starts`` (branched: :func:`branch_starts`' mu, logvar, h and c).
 
         With ``vae_path``, an M trained against another V is refused (CheckpointError).
         """
         from .checkpoint import CheckpointError
 
         model, ckpt = load_mdnrnn(mdnrnn_path, device=device, vae_path=vae_path)
+        if starts is not None:
+            return cls(model, starts["mu"], starts["logvar"], device=device,
+                       initial_h=starts["h"], initial_c=starts["c"], **kw)
         extra = ckpt.get("extra", {})
         if "initial_mu" not in extra or "initial_logvar" not in extra:
             raise CheckpointError(f"{mdnrnn_path} stores no initial encodings "

@@ -1,8 +1,9 @@
 """One logger call fans out to TensorBoard, a CSV file and (optionally) stdout.
 
 The CSV (``scalars.csv``) has one row per (step, tag): a stage that resumes after a kill
-replays the steps after its last checkpoint, bit for bit, and the rows that were already
-written are not written again; a row cut by the kill is dropped when the file is reopened.
+replays the steps after its last checkpoint, and when the logger closes, the rows logged
+twice keep their last value (the one of the run that went on); a row cut by the kill is
+dropped when the file is reopened.
 
 Tags are grouped by stage: ``vae/...``, ``mdnrnn/...``, ``es/...``, ``dream/...``, ``eval/...``,
 ``time/...``. Videos are written as animated GIFs inside TensorBoard image summaries (the
@@ -30,6 +31,7 @@ class Logger:
         self.echo = echo
         self._csv_path = self.tb_dir / "scalars.csv"
         self._logged = _repair_csv(self._csv_path)
+        self._replayed = False
         new = not self._csv_path.exists() or self._csv_path.stat().st_size == 0
         self._csv_file = open(self._csv_path, "a", newline="")
         self._csv = csv.writer(self._csv_file)
@@ -40,9 +42,10 @@ class Logger:
         value = float(value)
         self.writer.add_scalar(tag, value, step)
         key = (str(step), tag)
-        if key not in self._logged:  # a resumed stage replays steps the CSV already has
-            self._logged.add(key)
-            self._csv.writerow([step, tag, value])
+        if key in self._logged:  # a resumed stage replays steps the CSV already has
+            self._replayed = True
+        self._logged.add(key)
+        self._csv.writerow([step, tag, value])
 
     def scalars(self, values: dict[str, float], step: int) -> None:
         for tag, value in values.items():
@@ -81,6 +84,8 @@ class Logger:
     def close(self) -> None:
         self.writer.close()
         self._csv_file.close()
+        if self._replayed:
+            _dedupe_csv(self._csv_path)
 
     def __enter__(self) -> "Logger":
         return self
@@ -103,6 +108,25 @@ def _repair_csv(path: Path) -> set[tuple[str, str]]:
     rows = csv.reader(io.StringIO(data.decode("utf-8", errors="replace")))
     next(rows, None)  # header
     return {(r[0], r[1]) for r in rows if len(r) >= 2}
+
+
+def _dedupe_csv(path: Path) -> None:
+    """Rewrite the CSV with one row per (step, tag), each with its last value, in the order
+    the pairs first appeared (atomically)."""
+    from .utils import atomic_write
+
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    last: dict[tuple[str, str], list[str]] = {}
+    for row in rows[1:]:
+        if len(row) >= 3:
+            last[(row[0], row[1])] = row
+    with io.StringIO(newline="") as buf:
+        writer = csv.writer(buf)
+        writer.writerow(rows[0] if rows else ["step", "tag", "value"])
+        writer.writerows(last.values())
+        text = buf.getvalue()
+    atomic_write(path, lambda p: p.write_text(text, newline=""))
 
 
 def gif_bytes(frames: np.ndarray, fps: int = 20) -> bytes:

@@ -14,7 +14,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ from tqdm import tqdm
 
 from .config import EnvConfig
 from .utils import exit_with_parent, resolve_device
+
+if TYPE_CHECKING:
+    from .backends import RayPool
 
 Task = tuple[np.ndarray | None, int]   # (controller parameters or None for a policy, seed)
 
@@ -98,14 +101,20 @@ class EpisodeRunner:
     """Real-env episodes of the World Models agent with given C parameters, or of a policy.
 
     ``workers`` <= 1 runs in this process; more start a pool of spawned processes (on first
-    use), each loading V and M once. Results come back in task order.
+    use), each loading V and M once. With ``pool`` (``--backend ray``), the episodes run on
+    that pool's Ray actors instead (``worldmodels.backends``), ``workers`` unused. Results come
+    back in task order.
     """
 
     def __init__(self, env_cfg: EnvConfig, *, vae_path: str | os.PathLike | None = None,
                  mdnrnn_path: str | os.PathLike | None = None, policy: str | None = None,
-                 use_mu: bool = False, device: str = "cpu", workers: int = 1):
+                 use_mu: bool = False, device: str = "cpu", workers: int = 1,
+                 pool: RayPool | None = None):
         if (policy is None) == (vae_path is None or mdnrnn_path is None):
             raise ValueError("EpisodeRunner needs either V and M paths or a policy name")
+        if pool is not None:  # other machines open the files: by absolute path
+            vae_path, mdnrnn_path = (os.path.abspath(p) if p else None
+                                     for p in (vae_path, mdnrnn_path))
         self.spec = {"env": asdict(env_cfg), "policy": policy, "use_mu": bool(use_mu),
                      "vae_path": str(vae_path) if vae_path else None,
                      "mdnrnn_path": str(mdnrnn_path) if mdnrnn_path else None,
@@ -113,6 +122,7 @@ class EpisodeRunner:
         self.workers = max(1, int(workers))
         self._local: _Worker | None = None
         self._pool: ProcessPoolExecutor | None = None
+        self.ray_pool = pool  # owned by the caller, who closes it
 
     def run(self, tasks: Sequence[Task],
             progress: tqdm | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -131,6 +141,8 @@ class EpisodeRunner:
         return returns, lengths
 
     def _imap(self, tasks: list[Task]):
+        if self.ray_pool is not None:
+            return self.ray_pool.map("episode", self.spec, [(task,) for task in tasks])
         if self.workers == 1 or len(tasks) == 1:
             if self._local is None:
                 self._local = _Worker(self.spec)

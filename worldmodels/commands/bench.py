@@ -8,18 +8,27 @@ generation, evaluation episodes per minute, and Take Cover's env and collection 
 (``doom``, with the ``[doom]`` extra). Models are the paper's sizes with random
 weights (speed does not depend on training). ``--quick`` finishes in about a minute.
 
+``--backend ray`` (with ``--ray-address``, or Ray's default cluster) measures the Ray backend
+instead: collection episodes/s and real-env ES seconds per generation with 1 and 2 workers, on
+the cluster and locally; from them Ray's scaling efficiency from 1 to 2 workers and its
+overhead against local at equal workers (:func:`bench_ray`).
+
 Benchmarks are not tests: the test suite checks correctness; this reports speed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
+import io
 import multiprocessing as mp
 import os
 import platform
+import statistics
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Callable
 
@@ -27,7 +36,8 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..cli import add_device_argument
+from ..cli import CLIError, add_config_arguments, add_device_argument, config_from_args
+from ..config import ClusterConfig
 from ..utils import atomic_write_json, resolve_device
 
 OFFICIAL, FAST = "CarRacing-v3", "worldmodels/CarRacingFast-v3"
@@ -41,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", nargs="+", metavar="NAME", choices=sorted(BENCHES),
                         help=f"run only these benchmarks: {', '.join(sorted(BENCHES))}")
     add_device_argument(parser)
+    add_config_arguments(parser, ClusterConfig,
+                         title="--backend ray: measure the Ray backend's scaling (1 vs 2 workers) "
+                               "and its overhead against local, instead of the stages")
 
 
 def timed(fn: Callable[[], Any], min_seconds: float) -> tuple[int, float]:
@@ -348,6 +361,88 @@ def _sync(device: torch.device, result: object = None) -> object:
     return result
 
 
+# --- the Ray backend ---------------------------------------------------------------------------
+
+RAY_WORKERS = (1, 2)
+
+
+def bench_ray(quick: bool, cluster: ClusterConfig) -> dict[str, float]:
+    """The Ray backend against local, with 1 and 2 workers (paper-size random V and M, fast env).
+
+    - ``collect_episodes_per_s_{local|ray}_w{n}``: brownian episodes of 1000 steps (quick: 200)
+      per second, at the margin: (episodes of a 3n-episode run - those of an n-episode run) /
+      (the difference of their times), so that starting the workers (spawned processes,
+      Ray's task workers) cancels out;
+    - ``es_s_per_generation_{local|ray}_w{n}``: real-env CMA-ES, population 16 x 1 track of 200
+      steps (quick: 8 x 100), ``time/generation_s`` of generations 2 and 3 (the first one
+      starts the workers), their mean;
+    - ``{collect|es}_scaling_{backend}``: rate with 2 workers / (2 x rate with 1), 1 = perfect;
+    - ``{collect|es}_ray_overhead_w{n}``: Ray's time / local's time - 1 at n workers.
+    """
+    from ..backends import connect
+
+    ray = connect(cluster)
+    out: dict[str, float] = {"ray_cluster_cpus": ray.cluster_resources().get("CPU", 0.0)}
+    with tempfile.TemporaryDirectory() as tmp:
+        _random_agent_checkpoints(Path(tmp))
+        for backend in ("local", "ray"):
+            on = replace(cluster, backend=backend)
+            for n in RAY_WORKERS:
+                print(f"  {backend}, {n} worker(s) ...", flush=True)
+                out[f"collect_episodes_per_s_{backend}_w{n}"] = _collect_rate(
+                    Path(tmp), on, n, 200 if quick else 1000)
+                out[f"es_s_per_generation_{backend}_w{n}"] = _es_generation_s(
+                    Path(tmp), on, n, *((8, 100) if quick else (16, 200)))
+    one, two = RAY_WORKERS
+    for backend in ("local", "ray"):
+        out[f"collect_scaling_{backend}"] = (out[f"collect_episodes_per_s_{backend}_w{two}"]
+                                             / (two * out[f"collect_episodes_per_s_{backend}_w{one}"]))
+        out[f"es_scaling_{backend}"] = (out[f"es_s_per_generation_{backend}_w{one}"]
+                                        / (two * out[f"es_s_per_generation_{backend}_w{two}"]))
+    for n in RAY_WORKERS:
+        out[f"collect_ray_overhead_w{n}"] = (out[f"collect_episodes_per_s_local_w{n}"]
+                                             / out[f"collect_episodes_per_s_ray_w{n}"] - 1)
+        out[f"es_ray_overhead_w{n}"] = (out[f"es_s_per_generation_ray_w{n}"]
+                                        / out[f"es_s_per_generation_local_w{n}"] - 1)
+    return out
+
+
+def _collect_rate(folder: Path, cluster: ClusterConfig, workers: int, steps: int) -> float:
+    """Marginal collection episodes/s with ``workers`` workers (see :func:`bench_ray`)."""
+    from ..config import CollectConfig, EnvConfig
+    from .collect import collect_rollouts
+
+    def seconds(episodes: int, max_steps: int, name: str, workers: int = workers) -> float:
+        cfg = CollectConfig(episodes=episodes, workers=workers, max_steps=max_steps)
+        start = time.perf_counter()
+        with contextlib.redirect_stdout(io.StringIO()):
+            collect_rollouts(folder / f"{cluster.backend}{workers}_{name}", cfg,
+                             EnvConfig(env_id=FAST), progress=False, cluster=cluster)
+        return time.perf_counter() - start
+
+    # Imports, and a Ray task worker on every node (tasks are spread over them), before timing.
+    seconds(2 * max(RAY_WORKERS), 20, "warmup", workers=max(RAY_WORKERS))
+    return 2 * workers / (seconds(3 * workers, steps, "long") - seconds(workers, steps, "short"))
+
+
+def _es_generation_s(folder: Path, cluster: ClusterConfig, workers: int, popsize: int,
+                     steps: int) -> float:
+    """Seconds per generation of real-env CMA-ES with ``workers`` workers (see :func:`bench_ray`)."""
+    from ..config import ControllerConfig, EnvConfig
+    from .train_controller import train_controller
+
+    cfg = ControllerConfig(mode="real", popsize=popsize, rollouts_per_candidate=1, generations=3,
+                           real_max_steps=steps, eval_every=0, workers=workers)
+    out = folder / f"es_{cluster.backend}{workers}"
+    with contextlib.redirect_stdout(io.StringIO()):
+        train_controller(folder / "vae.pt", folder / "mdnrnn.pt", out, cfg,
+                         EnvConfig(env_id=FAST), device="cpu", progress=False, cluster=cluster)
+    with open(out / "tb" / "scalars.csv") as f:
+        times = {int(r["step"]): float(r["value"]) for r in csv.DictReader(f)
+                 if r["tag"] == "time/generation_s"}
+    return statistics.mean(times[g] for g in (2, 3))
+
+
 BENCHES: dict[str, Callable[[bool, torch.device], dict[str, float]]] = {
     "env": bench_env, "collect": bench_collect, "vae": bench_vae, "rnn": bench_rnn,
     "dream": bench_dream, "es": bench_es, "eval": bench_eval, "doom": bench_doom,
@@ -385,7 +480,18 @@ def format_table(report: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    report = run_benchmarks(args.only or list(BENCHES), args.quick, device)
+    cluster = config_from_args(args, ClusterConfig())
+    if cluster.backend == "ray":
+        if args.only:
+            raise CLIError("--only picks the stage benchmarks; --backend ray measures the Ray "
+                           "backend alone")
+        load = os.getloadavg()
+        print("measuring ray ...", flush=True)
+        results = bench_ray(args.quick, cluster)
+        report = {"machine": machine(), "device": "cpu", "quick": args.quick,
+                  "load_average_before_after": [load[0], os.getloadavg()[0]], "results": results}
+    else:
+        report = run_benchmarks(args.only or list(BENCHES), args.quick, device)
     print(format_table(report))
     atomic_write_json(args.out, report)
     print(f"written: {args.out}")

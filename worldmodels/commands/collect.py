@@ -16,6 +16,12 @@ and temp files left by a kill are deleted. The options that shape the data (poli
 max steps, env id, frame settings) are recorded in ``OUT/collect.json``; a rerun with
 others is refused. ``--episodes`` may grow (the data set is extended) and ``--workers``
 may change.
+
+``--backend ray`` (``worldmodels.backends``) runs each episode as a task on a Ray cluster,
+``--workers`` at once; the task writes its shard into OUT itself, so on several machines OUT
+must be on storage that every node mounts at the same path. Same shards as ``local``; a
+worker killed mid-episode is replaced and its episode run again. The backend may change
+between reruns.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from typing import Callable
 import numpy as np
 from tqdm import tqdm
 
+from ..backends import connect, is_ray, run_tasks
 from ..cli import (
     add_config_arguments,
     add_preset_argument,
@@ -42,7 +49,7 @@ from ..cli import (
     preset_from_args,
     sigterm_as_interrupt,
 )
-from ..config import CollectConfig, EnvConfig, to_dict
+from ..config import ClusterConfig, CollectConfig, EnvConfig, to_dict
 from ..data import ShardError, append_manifest, read_manifest, read_shard, shard_name, write_shard
 from ..runs import mark_done, start_run
 from ..seeds import derive_seed
@@ -180,6 +187,14 @@ def _count_step() -> None:
 def _worker(task: tuple[int, str, CollectConfig, EnvConfig]) -> dict:
     index, out_dir, cfg, env_cfg = task
     return collect_episode(index, Path(out_dir), cfg, env_cfg, on_step=_count_step)
+
+
+def _ray_worker(index: int, out_dir: str, cfg: CollectConfig, env_cfg: EnvConfig) -> dict:
+    """A Ray task (``ray::_ray_worker``): one episode, its shard written into ``out_dir``."""
+    import torch
+
+    torch.set_num_threads(1)  # one task per CPU, as a local worker process
+    return collect_episode(index, Path(out_dir), cfg, env_cfg)
 
 
 # --- the parent -------------------------------------------------------------------------
@@ -323,14 +338,29 @@ def _collect_in_pool(todo: list[int], out: Path, cfg: CollectConfig, env_cfg: En
         pool.join()
 
 
+def _collect_on_ray(todo: list[int], out: Path, cfg: CollectConfig, env_cfg: EnvConfig,
+                    progress: _Progress, cluster: ClusterConfig) -> None:
+    if cfg.controller:  # the workers may run elsewhere: absolute paths
+        cfg = replace(cfg, controller=os.path.abspath(cfg.controller))
+    tasks = [(i, str(out.resolve()), cfg, env_cfg) for i in todo]
+    for entry in run_tasks(cluster, _ray_worker, tasks, in_flight=cfg.workers):
+        append_manifest(out, entry)
+        progress.episode_done()
+        progress.set_steps(progress.steps + entry["length"])
+
+
 def collect_rollouts(out_dir: str | Path, cfg: CollectConfig, env_cfg: EnvConfig,
-                     progress: bool = True) -> list[dict]:
+                     progress: bool = True, cluster: ClusterConfig | None = None) -> list[dict]:
     """Collect episodes ``0 .. cfg.episodes - 1`` into ``out_dir``, resuming what is there.
 
+    ``cluster``: where the episodes run (default: worker processes on this machine).
     Returns the manifest entries of those episodes, in index order. Raises
     ``worldmodels.runs.RunConfigMismatch`` when ``out_dir`` holds a collection made with
-    other data options, and ValueError for an unknown policy or impossible sizes.
+    other data options, and ValueError for an unknown policy or impossible sizes (and
+    ``worldmodels.backends.BackendError`` when the Ray cluster cannot be reached).
     """
+    if is_ray(cluster):
+        connect(cluster)
     _check_config(cfg, env_cfg)
     out = Path(out_dir)
     start_run(out, run_config(cfg, env_cfg), "collect", filename=RUN_FILE)  # and lock OUT
@@ -340,9 +370,12 @@ def collect_rollouts(out_dir: str | Path, cfg: CollectConfig, env_cfg: EnvConfig
     try:
         with sigterm_as_interrupt():
             if todo:
-                one = min(cfg.workers, len(todo)) == 1
-                (_collect_in_process if one else _collect_in_pool)(todo, out, cfg, env_cfg,
-                                                                  bar)
+                if is_ray(cluster):
+                    _collect_on_ray(todo, out, cfg, env_cfg, bar, cluster)
+                else:
+                    one = min(cfg.workers, len(todo)) == 1
+                    (_collect_in_process if one else _collect_in_pool)(todo, out, cfg, env_cfg,
+                                                                      bar)
                 bar.set_steps(bar.steps, force=True)
     finally:
         bar.close()
@@ -376,6 +409,9 @@ def _print_summary(entries: list[dict], out: Path, new_steps: int, seconds: floa
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_preset_argument(parser)
     add_config_arguments(parser, CollectConfig)
+    add_config_arguments(parser, ClusterConfig,
+                         title="where the episodes run (--backend ray: Ray tasks writing their "
+                               "shards into --out, shared storage on a cluster)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="output folder: ep_*.npz, manifest.jsonl, collect.json "
                              "(rerunning with the same options resumes)")
@@ -390,6 +426,7 @@ def run(args: argparse.Namespace) -> int:
     preset = preset_from_args(args)
     cfg = config_from_args(args, preset.collect)
     env_cfg = replace(preset.env, env_id=args.env_id) if args.env_id else preset.env
-    collect_rollouts(args.out, cfg, env_cfg, progress=not args.no_progress)
+    collect_rollouts(args.out, cfg, env_cfg, progress=not args.no_progress,
+                     cluster=config_from_args(args, preset.cluster))
     return 0
 

@@ -25,7 +25,9 @@ agent's z-sampling noise or the baseline policy's draws), never on the number of
 Baselines: ``--policy random`` or ``--policy brownian`` instead of ``--controller``.
 
 Episodes run through :class:`worldmodels.rollouts.EpisodeRunner`, the parallel real-env
-episode runner that ``train-controller`` also uses for real-env ES and its evaluations.
+episode runner that ``train-controller`` also uses for real-env ES and its evaluations; with
+``--backend ray``, on ``--workers`` Ray actors that load V and M once
+(``worldmodels.backends``): the same JSON, byte for byte.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .. import __version__
+from ..backends import connect, is_ray, open_pool
 from ..checkpoint import checkpoint_sha256
 from ..cli import (
     CLIError,
@@ -50,7 +53,7 @@ from ..cli import (
     config_from_args,
     preset_from_args,
 )
-from ..config import EnvConfig, EvalConfig
+from ..config import ClusterConfig, EnvConfig, EvalConfig
 from ..rollouts import EpisodeRunner, Task
 from ..seeds import test_seeds
 from ..utils import atomic_write_json, resolve_device
@@ -77,20 +80,23 @@ def evaluate_agent(controller_path: str | os.PathLike | None = None,
                    policy: str | None = None, episodes: int = 100, workers: int = 2,
                    env_cfg: EnvConfig | None = None, use_mu: bool | None = None,
                    device: str = "cpu", out_path: str | os.PathLike | None = None,
-                   progress: bool = True) -> dict[str, Any]:
+                   progress: bool = True, cluster: ClusterConfig | None = None) -> dict[str, Any]:
     """Score C (with its V and M) or a baseline ``policy`` on ``test_seeds(episodes)``.
 
     V and M default to the paths the controller checkpoint records and must match its
     recorded sha256 (CheckpointError otherwise). ``use_mu`` defaults to the value C was
     trained with. ``env_cfg`` defaults to ``EnvConfig()``: the fast CarRacing, whose
     observations, rewards and ends are identical to CarRacing-v3's
-    (tests/test_fast_carracing.py). Returns the results dict (see the module docstring) and
+    (tests/test_fast_carracing.py). ``cluster``: where the episodes run (default: worker
+    processes on this machine). Returns the results dict (see the module docstring) and
     writes it to ``out_path`` when given.
     """
     if (controller_path is None) == (policy is None):
         raise ValueError("give either a controller checkpoint or a baseline policy, not both")
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
+    if is_ray(cluster):
+        connect(cluster)
     env_cfg = env_cfg or EnvConfig()
     world = world_of(env_cfg.env_id)
     seeds = test_seeds(episodes)
@@ -103,7 +109,7 @@ def evaluate_agent(controller_path: str | os.PathLike | None = None,
         if policy not in WORLD_POLICIES[world.name]:
             raise ValueError(f"unknown policy {policy!r} for {world.name}; choose one of "
                              f"{sorted(WORLD_POLICIES[world.name])}")
-        runner = EpisodeRunner(env_cfg, policy=policy, workers=workers)
+        runner_kw: dict[str, Any] = {"policy": policy}
         tasks: list[Task] = [(None, s) for s in seeds]
     else:
         from worldmodels.agents.world_models_agent import WorldModelsAgent
@@ -117,8 +123,8 @@ def evaluate_agent(controller_path: str | os.PathLike | None = None,
         vae_path, mdnrnn_path = agent.sources["vae"], agent.sources["mdnrnn"]
         if use_mu is None:
             use_mu = bool(agent.controller_config.get("use_mu", False))
-        runner = EpisodeRunner(env_cfg, vae_path=vae_path, mdnrnn_path=mdnrnn_path,
-                               use_mu=use_mu, device=device, workers=workers)
+        runner_kw = {"vae_path": vae_path, "mdnrnn_path": mdnrnn_path, "use_mu": use_mu,
+                     "device": device}
         tasks = [(agent.controller.get_flat(), s) for s in seeds]
         assert controller_path is not None
         record.update({
@@ -128,8 +134,14 @@ def evaluate_agent(controller_path: str | os.PathLike | None = None,
             "mdnrnn": str(mdnrnn_path), "mdnrnn_sha256": checkpoint_sha256(mdnrnn_path),
             "use_mu": bool(use_mu),
         })
-    with runner, tqdm(total=episodes, desc="evaluate", unit="ep", disable=not progress) as bar:
-        returns, lengths = runner.run(tasks, progress=bar)
+    pool = open_pool(cluster, workers, gpus=1.0 if str(device).startswith("cuda") else 0.0)
+    try:
+        with EpisodeRunner(env_cfg, workers=workers, pool=pool, **runner_kw) as runner, \
+                tqdm(total=episodes, desc="evaluate", unit="ep", disable=not progress) as bar:
+            returns, lengths = runner.run(tasks, progress=bar)
+    finally:
+        if pool is not None:
+            pool.close()
     record.update({
         "env_id": env_cfg.env_id, "max_steps": env_cfg.max_steps, "version": __version__,
         "seeds": seeds, "returns": returns.tolist(), "lengths": lengths.tolist(),
@@ -154,6 +166,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                f"--env-id {OFFICIAL_ENV_ID} for the official one)")
     parser.add_argument("--out", type=Path, default=Path("results.json"),
                         help="where to write the per-episode results (default: results.json)")
+    add_config_arguments(parser, ClusterConfig,
+                         title="where the episodes run (--backend ray: --workers Ray actors; "
+                               "the checkpoints on shared storage on a cluster)")
     add_preset_argument(parser)
     add_device_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -173,7 +188,8 @@ def run(args: argparse.Namespace) -> int:
     result = evaluate_agent(
         args.controller, args.vae, args.rnn, policy=args.policy, episodes=eval_cfg.episodes,
         workers=eval_cfg.workers, env_cfg=env_cfg, use_mu=args.use_mu,
-        device=str(resolve_device(args.device)), out_path=args.out, progress=not args.no_progress)
+        device=str(resolve_device(args.device)), out_path=args.out, progress=not args.no_progress,
+        cluster=config_from_args(args, preset.cluster))
     print(f"{describe(result)}. Results: {args.out}")
     return 0
 

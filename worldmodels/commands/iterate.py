@@ -142,7 +142,8 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
             collect_cfg = replace(preset.collect, policy="agent", controller=str(controller),
                                   episodes=it.episodes, workers=it.workers,
                                   seed=derive_seed(preset.collect.seed, k, _ROUND_SEED_STREAM))
-            collect_rollouts(rd / "rollouts", collect_cfg, preset.env, progress=progress)
+            collect_rollouts(rd / "rollouts", collect_cfg, preset.env, progress=progress,
+                             cluster=preset.cluster)
             recon = (reconstruction_error(vae_path, rd / "rollouts", it.recon_frames)
                      if it.recon_frames else None)
             encode_rollouts(rd / "rollouts", vae_path, rd / "latents", device=dev,
@@ -154,7 +155,9 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
                                           preset.env, device=dev,
                                           tb_dir=tb / "rounds" / f"{k:02d}" / "controller",
                                           progress=progress,
-                                          init=controller if it.warm_start else None)
+                                          init=controller if it.warm_start else None,
+                                          cluster=preset.cluster,
+                                          branch_data=list(latent_dirs))
             prev_wall = next((r.get("wall_s") for r in old.get("rounds", [])
                               if r.get("round") == k), None)
             rounds.append({

@@ -4,9 +4,12 @@ train-controller -> evaluate.
 Each stage resumes from its checkpoint and is skipped when its folder holds a finished
 result, so rerunning the same command after a crash or Ctrl-C carries on where it stopped.
 Stage options come from ``--preset`` and can be overridden with ``--set SECTION.FIELD=VALUE``
-(sections: env, collect, vae, rnn, controller, eval), e.g.::
+(sections: env, collect, vae, rnn, controller, eval, iterate, cluster), e.g.::
 
     worldmodels pipeline --preset laptop --run-dir runs/laptop --set collect.episodes=100
+
+``--set cluster.backend=ray`` (and ``--set cluster.ray_address=HOST:PORT``) runs collection,
+C's training and the evaluation on a Ray cluster (``worldmodels.backends``).
 
 Layout of RUN: rollouts/, vae/, latents/, rnn/, controller/, eval/results.json, tb/<stage>/.
 Wall time per stage accumulates in RUN/timings.json.
@@ -24,7 +27,7 @@ from ..cli import CLIError, add_device_argument, add_preset_argument, preset_fro
 from ..config import Preset, to_dict
 from ..utils import atomic_write_json, read_json
 
-SECTIONS = ("env", "collect", "vae", "rnn", "controller", "eval", "iterate")
+SECTIONS = ("env", "collect", "vae", "rnn", "controller", "eval", "iterate", "cluster")
 STAGES = ("collect", "train-vae", "encode", "train-rnn", "train-controller", "iterate",
           "evaluate")
 
@@ -102,7 +105,7 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
     }
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("collect", lambda: collect_rollouts(paths["rollouts"], preset.collect, preset.env,
-                                             progress=progress)),
+                                             progress=progress, cluster=preset.cluster)),
         ("train-vae", lambda: train_vae(paths["rollouts"], run_dir / "vae", preset.vae,
                                         device=device, tb_dir=tb / "vae", progress=progress)),
         ("encode", lambda: encode_rollouts(paths["rollouts"], paths["vae"], paths["latents"],
@@ -111,7 +114,8 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
                                         device=device, tb_dir=tb / "rnn", progress=progress)),
         ("train-controller", lambda: train_controller(
             paths["vae"], paths["rnn"], run_dir / "controller", preset.controller, preset.env,
-            device=device, tb_dir=tb / "controller", progress=progress)),
+            device=device, tb_dir=tb / "controller", progress=progress, cluster=preset.cluster,
+            branch_data=[paths["latents"]])),
         # Rounds of collect-with-C -> M -> C in the dream (skipped when iterate.rounds = 0).
         ("iterate", lambda: run_rounds(run_dir, preset, paths["controller"], device=device,
                                        progress=progress) if preset.iterate.rounds > 0 else None),
@@ -121,7 +125,8 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
             or evaluate_agent(paths["controller"], episodes=preset.eval.episodes,
                               workers=preset.eval.workers, env_cfg=preset.env,
                               use_mu=preset.eval.use_mu, device=device,
-                              out_path=paths["eval"], progress=progress)),
+                              out_path=paths["eval"], progress=progress,
+                              cluster=preset.cluster)),
     ]
     timings_path = run_dir / "timings.json"
     timings: dict[str, float] = read_json(timings_path) if timings_path.exists() else {}

@@ -17,6 +17,12 @@ is written every generation, and rerunning the same command resumes from it: the
 rebuilt by replaying its history (``worldmodels.es``) and every random number depends only
 on (seed, generation), so a resumed run ends exactly where an uninterrupted one would (CPU).
 
+``--backend ray`` (``worldmodels.backends``) runs the real-env episodes on ``--workers`` Ray
+actors that load V and M once, and splits a dream-mode population into one block per actor,
+each actor holding its own batched dream: the same fitness values and checkpoints as
+``local``, a killed worker replaced and its episodes or block run again. The backend may
+change between reruns.
+
 TensorBoard: ``es/fitness_best|mean|worst``, ``es/sigma``, ``dream/return_mean``,
 ``eval/real_return_mean|std``, ``time/generation_s``, ``time/eval_s``; hparams at the end.
 """
@@ -28,13 +34,14 @@ import os
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
 from .. import runs
+from ..backends import RayDream, connect, is_ray, open_pool
 from ..checkpoint import check_parent, checkpoint_sha256, load_checkpoint, save_checkpoint
 from ..cli import (
     add_config_arguments,
@@ -43,7 +50,7 @@ from ..cli import (
     config_from_args,
     preset_from_args,
 )
-from ..config import ControllerConfig, EnvConfig
+from ..config import ClusterConfig, ControllerConfig, EnvConfig
 from ..controller import Controller
 from ..es import CMAES
 from ..logger import Logger
@@ -54,6 +61,10 @@ from ..utils import resolve_device
 from ..vae import load_vae
 from ..worlds import CARRACING, world_of
 
+if TYPE_CHECKING:
+    from ..dream import BatchedDream
+
+BRANCH_STARTS = 1000  # states of real data the branched dreams start from
 LATEST = "controller.pt"
 BEST = "controller_best.pt"
 
@@ -61,15 +72,22 @@ BEST = "controller_best.pt"
 def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike,
                      out_dir: str | os.PathLike, cfg: ControllerConfig, env_cfg: EnvConfig,
                      device: str = "auto", tb_dir: str | os.PathLike | None = None,
-                     progress: bool = True, init: str | os.PathLike | None = None) -> Path:
+                     progress: bool = True, init: str | os.PathLike | None = None,
+                     cluster: ClusterConfig | None = None,
+                     branch_data: list[Path] | None = None) -> Path:
     """Run (or resume) CMA-ES for C; returns the controller to evaluate.
 
     ``init``: a controller checkpoint whose parameters are CMA-ES's starting mean (warm
     start; ``iterate`` passes the previous round's C when ``iterate.warm_start``), else zeros.
+    ``cluster``: where episodes and dreams run (default: this machine).
+    ``branch_data``: latent folders whose episodes the dreams start from when
+    ``cfg.dream_start == "branch"`` (``worldmodels.dream.branch_starts``; the newest last).
 
     That is ``OUT/controller_best.pt`` when a real evaluation ran (``eval_every`` > 0),
     else ``OUT/controller.pt``. A finished folder is not redone.
     """
+    if is_ray(cluster):
+        connect(cluster)  # an unreachable cluster is an error before anything is written
     out = Path(out_dir)
     latest, best = out / LATEST, out / BEST
     vae_path, mdnrnn_path = Path(vae_path).resolve(), Path(mdnrnn_path).resolve()
@@ -79,6 +97,11 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
     parents = {"vae_sha256": checkpoint_sha256(vae_path),
                "mdnrnn_sha256": checkpoint_sha256(mdnrnn_path)}
     run_record = {"controller": asdict(cfg), "env": asdict(env_cfg), **parents}
+    if cfg.mode == "dream" and cfg.dream_start == "branch":
+        if not branch_data:
+            raise ValueError("controller.dream_start 'branch' (--dream-start) needs the latent "
+                             "folders to start the dreams from (--branch-data)")
+        run_record["branch_data"] = [str(Path(d).resolve()) for d in branch_data]
     if init is not None:
         run_record["init_sha256"] = checkpoint_sha256(init)
     runs.start_run(out, run_record, stage="train-controller")
@@ -121,25 +144,37 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
                                "evals": state["evals"], "real_steps": state["real_steps"],
                                "train_real_steps": state["train_real_steps"], **extra})
 
-    dream = None
-    if cfg.mode == "dream":
-        from ..dream import BatchedDream
+    # --backend ray: the actors that run the episodes and the dreams (None: this machine).
+    dev = resolve_device(device) if cfg.mode == "dream" else None
+    pool = open_pool(cluster, cfg.workers, gpus=1.0 if dev and dev.type == "cuda" else 0.0)
+    dream: BatchedDream | RayDream | None = None
+    if dev is not None:
+        dream_kw: dict[str, Any] = dict(temperature=cfg.temperature, max_steps=cfg.dream_max_steps,
+                        done_threshold=cfg.done_threshold, sample_done=cfg.sample_done,
+                        dropout=cfg.dream_dropout, reward_penalty=cfg.reward_penalty,
+                        action_map=world.action_map, reward=world.dream_reward)
+        if cfg.dream_start == "branch":
+            from ..dream import branch_starts
 
-        dream = BatchedDream.from_checkpoint(
-            mdnrnn_path, resolve_device(device), vae_path=vae_path, temperature=cfg.temperature,
-            max_steps=cfg.dream_max_steps, done_threshold=cfg.done_threshold,
-            sample_done=cfg.sample_done, dropout=cfg.dream_dropout,
-            reward_penalty=cfg.reward_penalty, action_map=world.action_map,
-            reward=world.dream_reward)
+            assert branch_data  # checked above
+            dream_kw["starts"] = branch_starts(load_mdnrnn(mdnrnn_path)[0], branch_data,
+                                               BRANCH_STARTS, seed=cfg.seed)
+        if pool is not None:
+            dream = RayDream(pool, mdnrnn_path, str(dev), vae_path=vae_path, **dream_kw)
+        else:
+            from ..dream import BatchedDream
+
+            dream = BatchedDream.from_checkpoint(mdnrnn_path, dev, vae_path=vae_path, **dream_kw)
     # Real-env episodes run on CPU: batch-1 inference of V, M and C gains nothing from a GPU.
     runner = EpisodeRunner(env_cfg, vae_path=vae_path, mdnrnn_path=mdnrnn_path,
-                           use_mu=cfg.use_mu, device="cpu", workers=cfg.workers)
+                           use_mu=cfg.use_mu, device="cpu", workers=cfg.workers, pool=pool)
     # Real-mode candidates may drive shorter episodes than the evaluations: their own runner.
     train_runner = runner
     if dream is None and 0 < cfg.real_max_steps < env_cfg.max_steps:
         train_runner = EpisodeRunner(replace(env_cfg, max_steps=cfg.real_max_steps),
                                      vae_path=vae_path, mdnrnn_path=mdnrnn_path,
-                                     use_mu=cfg.use_mu, device="cpu", workers=cfg.workers)
+                                     use_mu=cfg.use_mu, device="cpu", workers=cfg.workers,
+                                     pool=pool)
     logger = Logger(tb_dir if tb_dir is not None else out / "tb", echo=not progress)
     bar = tqdm(total=cfg.generations, initial=es.generation, desc="train-controller",
                unit="gen", disable=not progress)
@@ -220,6 +255,8 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
         logger.close()
         for r in {runner, train_runner}:
             r.close()
+        if pool is not None:
+            pool.close()
     return best if best.exists() else latest
 
 
@@ -265,6 +302,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_config_arguments(parser, ControllerConfig)
     add_config_arguments(parser, EnvConfig, exclude=("frame_size", "crop_rows"),
                          title="real environment (real-mode ES and the periodic evaluation)")
+    add_config_arguments(parser, ClusterConfig,
+                         title="where episodes and dreams run (--backend ray: --workers Ray "
+                               "actors; checkpoints and --out on shared storage on a cluster)")
+    parser.add_argument("--branch-data", type=Path, nargs="+", metavar="LATENT_DIR",
+                        help="--dream-start branch: latent folders (of `worldmodels encode`) "
+                             "whose episodes the dreams start from, newest last")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar; print each generation's scalars instead")
 
@@ -274,7 +317,9 @@ def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, preset.controller)
     env_cfg = config_from_args(args, preset.env)
     path = train_controller(args.vae, args.rnn, args.out, cfg, env_cfg, device=args.device,
-                            tb_dir=args.tb_dir, progress=not args.no_progress)
+                            tb_dir=args.tb_dir, progress=not args.no_progress,
+                            cluster=config_from_args(args, preset.cluster),
+                            branch_data=args.branch_data)
     done = runs.read_done(args.out)
     best = done.get("best_real")
     print(f"controller: {path}" + (f" (best real return {best:.1f} at generation "
