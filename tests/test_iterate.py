@@ -364,3 +364,25 @@ def test_a_second_process_on_a_busy_run_folder_is_refused_before_it_writes(
         holder.wait()
     assert "another worldmodels process is running in" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == [LOCK]
+
+
+def test_branched_dreams_in_train_controller(agent_models, tmp_path, make_rollouts):
+    """dream_start=branch needs latent folders (refused before anything is written), records
+    them in the run's config, and scores C in dreams that start from their states."""
+    from worldmodels.commands.encode import encode_rollouts
+    from worldmodels.commands.train_controller import train_controller
+
+    vae, rnn, _ = agent_models
+    cfg = ControllerConfig(popsize=4, rollouts_per_candidate=2, generations=1, dream_max_steps=10,
+                           eval_every=0, workers=1, dream_start="branch")
+    with pytest.raises(ValueError, match="--branch-data"):
+        train_controller(vae, rnn, tmp_path / "none", cfg, ENV, device="cpu", progress=False)
+    assert not (tmp_path / "none").exists()
+    latents = encode_rollouts(make_rollouts(tmp_path / "rollouts", lengths=(12, 15)), vae,
+                              tmp_path / "latents", device="cpu", progress=False)
+    train_controller(vae, rnn, tmp_path / "c", cfg, ENV, device="cpu", progress=False,
+                     branch_data=[latents])
+    record = read_json(tmp_path / "c" / "config.json")["config"]
+    assert record["branch_data"] == [str(latents.resolve())]
+    with pytest.raises(ValueError, match="dream_start"):
+        ControllerConfig(dream_start="middle")
