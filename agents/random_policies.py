@@ -104,6 +104,28 @@ class ThirdsRandomPolicy:
         return np.array([self.rng.integers(-1, 2)], dtype=np.float32)
 
 
+class ThirdsStickyPolicy:
+    """Take Cover's exploring policy: a random action (-1, 0, 1) held for a random 1 to
+    ``max_hold`` steps, then another. ``random``'s per-step choices make a random walk that
+    barely leaves the middle of the room (~10 strafe steps off in 200), so M never sees a
+    wall, and a C that always strafes one way survives in that dream but dies pinned to
+    the wall in the game; held actions cross the room and reach both walls."""
+
+    def __init__(self, rng: np.random.Generator, max_hold: int = 50):
+        self.rng, self.max_hold = rng, int(max_hold)
+        self.left, self.action = 0, 0.0
+
+    def reset(self) -> None:
+        self.left = 0
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        if self.left == 0:
+            self.action = float(self.rng.integers(-1, 2))
+            self.left = int(self.rng.integers(1, self.max_hold + 1))
+        self.left -= 1
+        return np.array([self.action], dtype=np.float32)
+
+
 POLICIES: dict[str, Callable[[np.random.Generator], Policy]] = {
     "brownian": BrownianPolicy,
     "random": RandomPolicy,
@@ -112,7 +134,7 @@ POLICIES: dict[str, Callable[[np.random.Generator], Policy]] = {
 
 WORLD_POLICIES: dict[str, dict[str, Callable[[np.random.Generator], Policy]]] = {
     "carracing": POLICIES,
-    "take_cover": {"random": ThirdsRandomPolicy},
+    "take_cover": {"random": ThirdsRandomPolicy, "sticky": ThirdsStickyPolicy},
 }
 """Each world's policies (``worldmodels.worlds``)."""
 

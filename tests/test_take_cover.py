@@ -157,6 +157,25 @@ def test_random_policy_survives_and_is_seeded():
         make_policy("brownian", np.random.default_rng(0), "take_cover")
 
 
+def test_sticky_policy_holds_each_random_action_for_up_to_50_steps():
+    from worldmodels.agents import make_policy
+
+    p = make_policy("sticky", np.random.default_rng(4), "take_cover")
+    p.reset()
+    actions = np.array([float(p.act(None)[0]) for _ in range(3000)])  # type: ignore[arg-type]
+    assert set(actions) == {-1.0, 0.0, 1.0}
+    # Lengths of the holds (a hold may repeat the previous action: runs are sums of holds).
+    changes = np.flatnonzero(np.diff(actions) != 0)
+    runs = np.diff(changes)
+    assert runs.min() >= 1 and np.median(runs) >= 10   # held, not a per-step random walk
+    random = make_policy("random", np.random.default_rng(4), "take_cover")
+    per_step = np.array([float(random.act(None)[0]) for _ in range(3000)])  # type: ignore[arg-type]
+    # Over 200 steps the sticky walk strays far further from the middle of the room.
+    def spread(a):
+        return np.abs(np.cumsum(a.reshape(-1, 200), axis=1)[:, -1]).mean()
+    assert spread(actions) > 3 * spread(per_step)
+
+
 def test_doom_debug_pipeline_end_to_end(tmp_path):
     """The whole pipeline on Take Cover: random data, V, M without a reward head, C in the
     dream only (no real episode while training), scored on the real game."""
