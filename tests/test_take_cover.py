@@ -196,5 +196,13 @@ def test_doom_debug_pipeline_end_to_end(tmp_path):
     c = load_checkpoint(run / "controller" / "controller.pt")
     assert c["model_args"]["action_map"] == "thirds"
     assert c["extra"]["real_steps"] == 0 and c["extra"]["train_real_steps"] == 0
+    # evaluate without --env-id plays the game C was trained for.
+    out = subprocess.run([sys.executable, "-m", "worldmodels", "evaluate", "--controller",
+                          str(run / "controller" / "controller.pt"), "--episodes", "1",
+                          "--workers", "1", "--out", str(tmp_path / "ev.json"), "--no-progress"],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    again = json.loads((tmp_path / "ev.json").read_text())
+    assert again["env_id"] == ENV_ID and again["max_steps"] == 2100
     shard = np.load(next((run / "rollouts").glob("ep_*.npz")))
     assert shard["action"].shape[1] == 1 and set(np.unique(shard["action"])) <= {-1.0, 0.0, 1.0}

@@ -185,6 +185,19 @@ def run(args: argparse.Namespace) -> int:
     preset = preset_from_args(args)
     eval_cfg = config_from_args(args, preset.eval)
     env_cfg = config_from_args(args, preset.env)
+    if args.controller is not None and getattr(args, "env_id", None) is None:
+        # No --env-id: the game C was trained for (a Take Cover C plays Take Cover).
+        from dataclasses import replace
+
+        from ..agents.world_models_agent import load_controller
+        from ..worlds import WORLDS
+
+        action_map = load_controller(args.controller)[0].action_map
+        world = next(w for w in WORLDS.values() if w.action_map == action_map)
+        if world_of(env_cfg.env_id) is not world:
+            max_steps = (world.max_steps if getattr(args, "max_steps", None) is None
+                         else env_cfg.max_steps)
+            env_cfg = replace(env_cfg, env_id=world.env_ids[0], max_steps=max_steps)
     result = evaluate_agent(
         args.controller, args.vae, args.rnn, policy=args.policy, episodes=eval_cfg.episodes,
         workers=eval_cfg.workers, env_cfg=env_cfg, use_mu=args.use_mu,
