@@ -29,8 +29,9 @@ from typing import Callable, Protocol
 
 import numpy as np
 
-ACTION_LOW = np.array([-1.0, 0.0, 0.0], dtype=np.float32)
-ACTION_HIGH = np.array([1.0, 1.0, 1.0], dtype=np.float32)
+from worldmodels.worlds import CARRACING, action_bounds
+
+ACTION_LOW, ACTION_HIGH = action_bounds(CARRACING)  # steer, gas, brake
 
 
 class Policy(Protocol):

@@ -27,7 +27,7 @@ from worldmodels.checkpoint import CheckpointError, check_parent, load_checkpoin
 from worldmodels.controller import Controller
 from worldmodels.mdnrnn import MDNRNN, load_mdnrnn, sample_z
 from worldmodels.vae import ConvVAE, frames_to_tensor, load_vae, tensor_to_frames
-from worldmodels.worlds import WORLDS, action_bounds, map_controller_output
+from worldmodels.worlds import action_bounds, map_controller_output, world_of_action_map
 
 
 class WorldModelsAgent:
@@ -43,9 +43,9 @@ class WorldModelsAgent:
         self.mdnrnn = mdnrnn.to(self.device).eval()
         self.controller = controller.to(self.device).eval()
         self.use_mu = use_mu
-        world = next(w for w in WORLDS.values() if w.action_map == controller.action_map)
         # The action space's bounds, for clipping noisy actions.
-        self._low, self._high = (torch.from_numpy(b).to(self.device) for b in action_bounds(world))
+        self._low, self._high = (torch.from_numpy(b).to(self.device)
+                                 for b in action_bounds(world_of_action_map(controller.action_map)))
         self.generator = torch.Generator(device=self.device)
         self.last: dict[str, torch.Tensor] = {}
         # Set by from_checkpoints: the files loaded and C's training config.

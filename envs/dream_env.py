@@ -20,9 +20,9 @@ import torch
 
 from worldmodels.dream import BatchedDream
 from worldmodels.vae import load_vae, tensor_to_frames
+from worldmodels.worlds import CARRACING, action_bounds
 
-ACTION_LOW = np.array([-1.0, 0.0, 0.0], dtype=np.float32)
-ACTION_HIGH = np.array([1.0, 1.0, 1.0], dtype=np.float32)
+ACTION_LOW, ACTION_HIGH = action_bounds(CARRACING)
 
 
 class CarRacingDreamEnv(gym.Env):

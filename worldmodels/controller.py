@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .worlds import map_controller_output
+from .worlds import ACTION_MAPS, map_controller_output
 
 
 def n_params(in_dim: int, out_dim: int = 3) -> int:
@@ -30,7 +30,10 @@ class Controller(nn.Module):
     def __init__(self, z_dim: int = 32, hidden_size: int = 256, action_dim: int = 3,
                  action_map: str = "carracing"):
         super().__init__()
-        map_controller_output(torch.zeros(action_dim), action_map)  # unknown map: ValueError
+        if action_map not in ACTION_MAPS:
+            raise ValueError(f"unknown action_map {action_map!r}; choose one of {ACTION_MAPS}")
+        if action_map == "carracing" and action_dim != 3:
+            raise ValueError(f"action_map 'carracing' maps 3 outputs, got action_dim {action_dim}")
         self.z_dim, self.hidden_size, self.action_dim = z_dim, hidden_size, action_dim
         self.action_map = action_map
         self.fc = nn.Linear(z_dim + hidden_size, action_dim)

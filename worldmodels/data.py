@@ -33,7 +33,8 @@ from .utils import atomic_write, sha256_file
 
 MANIFEST = "manifest.jsonl"
 SHARD_GLOB = "ep_*.npz"
-_SHARD_FILE = re.compile(r"ep_\d+\.npz")
+SHARD_RE = re.compile(r"ep_(\d+)\.npz")
+"""A shard's file name (:func:`shard_name`); group 1 is the episode index."""
 
 _COMMON = {
     "action": (np.float32, ("T", "A")),
@@ -149,7 +150,7 @@ def read_manifest(folder: str | os.PathLike) -> list[dict]:
                              "'file')")
         name = entry["file"]
         # A shard is a plain file name inside the folder: never follow a path out of it.
-        if not isinstance(name, str) or not _SHARD_FILE.fullmatch(name):
+        if not isinstance(name, str) or not SHARD_RE.fullmatch(name):
             raise ShardError(f"{path}: line {n}: 'file' must be a shard name like "
                              f"ep_000042.npz in the folder itself, got {name!r}")
         if not isinstance(entry["index"], int) or entry["index"] < 0:

@@ -51,6 +51,7 @@ import torch
 
 from .mdnrnn import MDNRNN, load_mdnrnn
 from .vae import ConvVAE, decode_frames, frames_to_tensor
+from .worlds import ACTION_MAPS, map_controller_output
 
 LOG2_E = 1.0 / math.log(2.0)
 
@@ -111,8 +112,8 @@ class BatchedDream:
         self.sample_done = bool(sample_done)
         self.z_dim, self.hidden_size = mdnrnn.z_dim, mdnrnn.hidden_size
         self.action_dim, self.n_gaussians = mdnrnn.action_dim, mdnrnn.n_gaussians
-        if action_map not in ("carracing", "thirds"):
-            raise ValueError(f"action_map must be 'carracing' or 'thirds', got {action_map!r}")
+        if action_map not in ACTION_MAPS:
+            raise ValueError(f"unknown action_map {action_map!r}; choose one of {ACTION_MAPS}")
         if action_map == "carracing" and mdnrnn.action_dim != 3:
             raise ValueError(f"action_map 'carracing' needs an M with 3 action inputs, "
                              f"this one has {mdnrnn.action_dim}")
@@ -251,10 +252,6 @@ class BatchedDream:
             ret=torch.zeros(batch, device=dev),
         )
 
-    def _initial_z(self, n: int, generator: torch.Generator | None) -> torch.Tensor:
-        """z_0 of n dreams: a random initial encoding, sampled (tau = 0: mean of b mod N)."""
-        return self._initial_state(n, generator)[0]
-
     def _initial_state(self, n: int, generator: torch.Generator | None
                        ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(z_0, h_0, c_0) of n dreams: a random start, its z sampled (tau = 0: the mean of
@@ -391,7 +388,7 @@ class BatchedDream:
         raw.tanh_()
         a = x[:, Z + H:]
         if self.action_map == "thirds":  # -1 below -1/3, 1 above 1/3, else 0
-            a.view(P, n, A).copy_((raw > 1 / 3).float() - (raw < -1 / 3).float())
+            a.view(P, n, A).copy_(map_controller_output(raw, "thirds"))
             return
         torch.addcmul(self._act_shift, raw, self._act_scale, out=a.view(P, n, A))
         a[:, 2].clamp_(min=0.0)

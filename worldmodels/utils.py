@@ -42,7 +42,7 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], object],
     return path
 
 
-_TEMP_NAME = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")  # atomic_write's temporary files
+_TEMP_NAME = re.compile(r"\..+\..+\.tmp")  # atomic_write's temporary files: .NAME.RANDOM.tmp
 
 
 def remove_stale_temp_files(folder: str | os.PathLike) -> list[Path]:

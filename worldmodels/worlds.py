@@ -11,7 +11,8 @@ what differs is written here, once:
   fires (Take Cover: the return is the number of steps survived, as in the paper, whose M
   has no reward head);
 - episode length, the "solved" score, the largest real return (the exploit detector's
-  bound), the baseline data-collection policies and the frame rate of videos.
+  bound) and the frame rate of videos. (Each world's data-collection policies are listed
+  in ``worldmodels.agents.random_policies.WORLD_POLICIES``, its first the default.)
 
 The world of a run is the one of its ``env.env_id`` (:func:`world_of`).
 """
@@ -47,8 +48,6 @@ class World:
     """Mean return over 100 episodes that counts as solving the game."""
     max_return: float
     """Largest return a real episode can have (a dream return above it is an exploit)."""
-    policies: tuple[str, ...]
-    """Baseline data-collection policies (``worldmodels.agents.make_policy``)."""
     fps: int
     """Frames per second of the real game (videos)."""
 
@@ -56,15 +55,13 @@ class World:
 CARRACING = World(
     name="carracing", env_ids=("worldmodels/CarRacingFast-v3", "CarRacing-v3"),
     raw_shape=(96, 96, 3), crop_rows=True, action_dim=3, action_map="carracing",
-    dream_reward="head", max_steps=1000, solved=900.0, max_return=1000.0,
-    policies=("brownian", "random"), fps=50,
+    dream_reward="head", max_steps=1000, solved=900.0, max_return=1000.0, fps=50,
 )
 TAKE_COVER = World(
     name="take_cover", env_ids=("worldmodels/DoomTakeCover-v0",),
     raw_shape=(120, 160, 3), crop_rows=False, action_dim=1, action_map="thirds",
     # The gym leaderboard's DoomTakeCover-v0 counted 750 over 100 episodes as solved.
-    dream_reward="survival", max_steps=2100, solved=750.0, max_return=2100.0,
-    policies=("random",), fps=35,
+    dream_reward="survival", max_steps=2100, solved=750.0, max_return=2100.0, fps=35,
 )
 WORLDS = {w.name: w for w in (CARRACING, TAKE_COVER)}
 
@@ -77,6 +74,27 @@ def world_of(env_id: str) -> World:
             return w
     known = sorted(i for w in WORLDS.values() for i in w.env_ids)
     raise ValueError(f"unknown environment id {env_id!r}; known ids: {known}")
+
+
+def world_of_action_map(action_map: str) -> World:
+    """The world whose C maps its outputs with ``action_map`` (a C checkpoint's world)."""
+    for w in WORLDS.values():
+        if w.action_map == action_map:
+            return w
+    raise ValueError(f"unknown action_map {action_map!r}; choose one of {ACTION_MAPS}")
+
+
+def check_controller_world(action_map: str, env_id: str, controller: object) -> None:
+    """Refuse to run a C (its checkpoint ``controller``) in the env of another world."""
+    world = world_of(env_id)
+    if action_map != world.action_map:
+        raise ValueError(f"{controller} is a C for another world (action map {action_map!r}); "
+                         f"{env_id} needs {world.action_map!r}")
+
+
+def move_name(action: float) -> str:
+    """Take Cover's mapped action -1 / 0 / 1 as a word, for captions."""
+    return {-1: "left", 0: "stay", 1: "right"}[int(action)]
 
 
 def preprocess_frame(world: World, frame: np.ndarray, frame_size: int = 64,

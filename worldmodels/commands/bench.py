@@ -37,7 +37,7 @@ import torch
 
 from .. import __version__
 from ..cli import CLIError, add_config_arguments, add_device_argument, config_from_args
-from ..config import ClusterConfig
+from ..config import ClusterConfig, CollectConfig, EnvConfig
 from ..utils import atomic_write_json, resolve_device
 
 OFFICIAL, FAST = "CarRacing-v3", "worldmodels/CarRacingFast-v3"
@@ -115,17 +115,22 @@ def bench_env(quick: bool, device: torch.device) -> dict[str, float]:
 
 
 def bench_collect(quick: bool, device: torch.device) -> dict[str, float]:
-    from ..config import CollectConfig, EnvConfig
-    from .collect import collect_rollouts
 
     cores = os.cpu_count() or 1
     episodes, max_steps = (cores, 200) if quick else (2 * cores, 1000)
     cfg = CollectConfig(episodes=episodes, workers=cores, max_steps=max_steps)
+    return {"collect_steps_per_s": _collect_steps_per_s(cfg, EnvConfig(env_id=FAST))}
+
+
+def _collect_steps_per_s(cfg: CollectConfig, env_cfg: EnvConfig) -> float:
+    """Env steps/s of ``collect`` (frames processed, shards compressed and written)."""
+    from .collect import collect_rollouts
+
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        entries = collect_rollouts(Path(tmp) / "rollouts", cfg, EnvConfig(env_id=FAST), progress=False)
+        entries = collect_rollouts(Path(tmp) / "rollouts", cfg, env_cfg, progress=False)
         elapsed = time.perf_counter() - start
-    return {"collect_steps_per_s": sum(e["length"] for e in entries) / elapsed}
+    return sum(e["length"] for e in entries) / elapsed
 
 
 def bench_doom(quick: bool, device: torch.device) -> dict[str, float]:
@@ -136,8 +141,6 @@ def bench_doom(quick: bool, device: torch.device) -> dict[str, float]:
     except ImportError:
         print("doom: skipped, vizdoom is not installed (pip install -e \".[doom]\")")
         return {}
-    from ..config import CollectConfig, EnvConfig
-    from .collect import collect_rollouts
 
     cores = os.cpu_count() or 1
     steps = 500 if quick else 5000
@@ -145,12 +148,7 @@ def bench_doom(quick: bool, device: torch.device) -> dict[str, float]:
            f"doom_env_steps_per_s_{cores}proc": _env_steps_parallel(DOOM, steps, cores)}
     episodes = 2 * cores if quick else 20 * cores
     cfg = CollectConfig(episodes=episodes, workers=cores, max_steps=2100, policy="random")
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        entries = collect_rollouts(Path(tmp) / "rollouts", cfg, EnvConfig(env_id=DOOM, max_steps=2100),
-                                   progress=False)
-        elapsed = time.perf_counter() - start
-    out["doom_collect_steps_per_s"] = sum(e["length"] for e in entries) / elapsed
+    out["doom_collect_steps_per_s"] = _collect_steps_per_s(cfg, EnvConfig(env_id=DOOM, max_steps=2100))
     return out
 
 
@@ -313,7 +311,6 @@ def bench_es(quick: bool, device: torch.device) -> dict[str, float]:
 
 def bench_eval(quick: bool, device: torch.device) -> dict[str, float]:
     """Evaluation of a (random-weight) World Models agent on the fast env, all cores."""
-    from ..config import EnvConfig
     from .evaluate import evaluate_agent
 
     cores = os.cpu_count() or 1
@@ -409,7 +406,6 @@ def bench_ray(quick: bool, cluster: ClusterConfig) -> dict[str, float]:
 
 def _collect_rate(folder: Path, cluster: ClusterConfig, workers: int, steps: int) -> float:
     """Marginal collection episodes/s with ``workers`` workers (see :func:`bench_ray`)."""
-    from ..config import CollectConfig, EnvConfig
     from .collect import collect_rollouts
 
     def seconds(episodes: int, max_steps: int, name: str, workers: int = workers) -> float:
@@ -428,7 +424,7 @@ def _collect_rate(folder: Path, cluster: ClusterConfig, workers: int, steps: int
 def _es_generation_s(folder: Path, cluster: ClusterConfig, workers: int, popsize: int,
                      steps: int) -> float:
     """Seconds per generation of real-env CMA-ES with ``workers`` workers (see :func:`bench_ray`)."""
-    from ..config import ControllerConfig, EnvConfig
+    from ..config import ControllerConfig
     from .train_controller import train_controller
 
     cfg = ControllerConfig(mode="real", popsize=popsize, rollouts_per_candidate=1, generations=3,

@@ -30,7 +30,6 @@ import argparse
 import functools
 import multiprocessing as mp
 import os
-import re
 import signal
 import time
 import warnings
@@ -50,16 +49,22 @@ from ..cli import (
     sigterm_as_interrupt,
 )
 from ..config import ClusterConfig, CollectConfig, EnvConfig, to_dict
-from ..data import ShardError, append_manifest, read_manifest, read_shard, shard_name, write_shard
+from ..data import (
+    SHARD_RE,
+    ShardError,
+    append_manifest,
+    read_manifest,
+    read_shard,
+    shard_name,
+    write_shard,
+)
 from ..runs import mark_done, start_run
 from ..seeds import derive_seed
-from ..utils import exit_with_parent, sha256_file
+from ..utils import exit_with_parent, remove_stale_temp_files, sha256_file
 
 RUN_FILE = "collect.json"
 _POLICY_STREAM = 1  # extra seed key, so the policy's numbers differ from the track's
 _MIX_STREAM = 2     # extra seed key of the per-episode choice agent / brownian
-_SHARD_RE = re.compile(r"ep_(\d+)\.npz")
-_TEMP_GLOB = ".ep_*.npz.*.tmp"  # what utils.atomic_write leaves behind when killed
 
 
 def episode_seeds(base_seed: int, index: int) -> tuple[int, int]:
@@ -214,17 +219,14 @@ def _check_config(cfg: CollectConfig, env_cfg: EnvConfig) -> None:
     them itself)."""
     from worldmodels.agents import make_policy
     from worldmodels.envs import make_env
-    from worldmodels.worlds import world_of
+    from worldmodels.worlds import check_controller_world, world_of
 
     world = world_of(env_cfg.env_id)                   # unknown env id: ValueError listing ids
     if cfg.policy == "agent":
         if not cfg.controller or not Path(cfg.controller).is_file():
             raise ValueError(f"policy 'agent' needs --controller C.pt; not a file: {cfg.controller!r}")
         agent = _load_agent(str(cfg.controller))  # V, M and their hashes checked before any episode
-        if agent.controller.action_map != world.action_map:
-            raise ValueError(f"{cfg.controller} is a C for another world (action map "
-                             f"{agent.controller.action_map!r}); {env_cfg.env_id} needs "
-                             f"{world.action_map!r}")
+        check_controller_world(agent.controller.action_map, env_cfg.env_id, cfg.controller)
         if cfg.brownian_share > 0:
             make_policy("brownian", np.random.default_rng(0), world.name)
     else:
@@ -233,15 +235,10 @@ def _check_config(cfg: CollectConfig, env_cfg: EnvConfig) -> None:
     make_env(env_cfg).close()
 
 
-def _remove_temp_files(out: Path) -> None:
-    for tmp in out.glob(_TEMP_GLOB):
-        tmp.unlink(missing_ok=True)
-
-
 def _adopt_orphans(out: Path, cfg: CollectConfig, entries: dict[int, dict]) -> None:
     """List shards written just before a kill that never reached the manifest."""
     for path in sorted(out.glob("ep_*.npz")):
-        match = _SHARD_RE.fullmatch(path.name)
+        match = SHARD_RE.fullmatch(path.name)
         if match is None or int(match.group(1)) in entries:
             continue
         index = int(match.group(1))
@@ -258,7 +255,7 @@ def _adopt_orphans(out: Path, cfg: CollectConfig, entries: dict[int, dict]) -> N
 
 def _prepare_folder(out: Path, cfg: CollectConfig) -> list[int]:
     """Clean up after a kill; return the indices still to collect."""
-    _remove_temp_files(out)
+    remove_stale_temp_files(out)
     entries = {e["index"]: e for e in read_manifest(out)}
     _adopt_orphans(out, cfg, entries)
     todo = []
@@ -379,7 +376,7 @@ def collect_rollouts(out_dir: str | Path, cfg: CollectConfig, env_cfg: EnvConfig
                 bar.set_steps(bar.steps, force=True)
     finally:
         bar.close()
-        _remove_temp_files(out)
+        remove_stale_temp_files(out)  # what workers killed mid-write left
 
     all_entries = read_manifest(out)
     requested = [e for e in all_entries if e["index"] < cfg.episodes]

@@ -31,7 +31,7 @@ from ..dream import BatchedDream, predict_open_loop
 from ..utils import resolve_device
 from ..vae import ConvVAE, decode_frames, load_vae
 from ..video import VIDEO_EXTENSIONS, NoDisplayError, Window, diff_image, hstack_panels, write_video
-from ..worlds import WORLDS, World
+from ..worlds import WORLDS, World, move_name
 
 DEFAULT_STEPS = 300
 TB_PANEL = 128  # panel side of the videos logged to TensorBoard (GIFs stay small)
@@ -149,7 +149,11 @@ def action_source(args: argparse.Namespace):
                            f"{world.name}'s M")
         print(f"C drives the dream: {args.controller}")
         return (lambda t, z, h: controller(z, h)[0].numpy()), None
-    name = args.actions or world.policies[0]
+    name = args.actions
+    if not name:  # the world's default policy, the first it lists
+        from worldmodels.agents.random_policies import WORLD_POLICIES
+
+        name = next(iter(WORLD_POLICIES[world.name]))
     if name.endswith(".npy"):
         path = Path(name)
         if not path.is_file():
@@ -178,7 +182,7 @@ def caption(t: int, action: np.ndarray | None, ret: float) -> str:
     if action is None:
         act = ""
     elif len(action) == 1:  # Take Cover
-        act = "\n" + {-1: "left", 0: "stay", 1: "right"}[int(np.sign(round(float(action[0]))))]
+        act = "\n" + move_name(float(action[0]))
     else:
         act = f"\nsteer {action[0]:+.2f}\ngas {action[1]:.2f} brake {action[2]:.2f}"
     return f"t={t} return {ret:.1f}{act}"

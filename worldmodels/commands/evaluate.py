@@ -57,7 +57,7 @@ from ..config import ClusterConfig, EnvConfig, EvalConfig
 from ..rollouts import EpisodeRunner, Task
 from ..seeds import test_seeds
 from ..utils import atomic_write_json, resolve_device
-from ..worlds import CARRACING, world_of
+from ..worlds import CARRACING, check_controller_world, world_of, world_of_action_map
 
 SOLVED_THRESHOLD = CARRACING.solved
 OFFICIAL_ENV_ID = "CarRacing-v3"
@@ -116,10 +116,7 @@ def evaluate_agent(controller_path: str | os.PathLike | None = None,
 
         # Loading verifies the files and the parents' hashes once, before any worker starts.
         agent = WorldModelsAgent.from_checkpoints(controller_path, vae_path, mdnrnn_path)
-        if agent.controller.action_map != world.action_map:
-            raise ValueError(f"{controller_path} is a C for another world (action map "
-                             f"{agent.controller.action_map!r}); {env_cfg.env_id} needs "
-                             f"{world.action_map!r}")
+        check_controller_world(agent.controller.action_map, env_cfg.env_id, controller_path)
         vae_path, mdnrnn_path = agent.sources["vae"], agent.sources["mdnrnn"]
         if use_mu is None:
             use_mu = bool(agent.controller_config.get("use_mu", False))
@@ -190,10 +187,8 @@ def run(args: argparse.Namespace) -> int:
         from dataclasses import replace
 
         from ..agents.world_models_agent import load_controller
-        from ..worlds import WORLDS
 
-        action_map = load_controller(args.controller)[0].action_map
-        world = next(w for w in WORLDS.values() if w.action_map == action_map)
+        world = world_of_action_map(load_controller(args.controller)[0].action_map)
         if world_of(env_cfg.env_id) is not world:
             max_steps = (world.max_steps if getattr(args, "max_steps", None) is None
                          else env_cfg.max_steps)

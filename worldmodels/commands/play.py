@@ -23,6 +23,7 @@ from ..config import EnvConfig
 from ..seeds import TEST_START
 from ..utils import resolve_device
 from ..video import draw_text, hstack_panels, require_display, write_video
+from ..worlds import move_name
 
 PANEL_LABELS = ("real", "V: reconstruction", "M: next frame")
 
@@ -67,7 +68,7 @@ def video_frame(raw: np.ndarray, recon: np.ndarray, pred: np.ndarray, action: np
     """One video frame: three labelled panels, over a bar with the step, return and action
     (a bar of its own, so that the text never hides the car)."""
     if len(action) == 1:  # Take Cover
-        what = {-1: "left", 0: "stay", 1: "right"}[int(np.sign(round(float(action[0]))))]
+        what = move_name(float(action[0]))
     else:
         what = f"steer {action[0]:+.2f} gas {action[1]:.2f} brake {action[2]:.2f}"
     caption = f"t={step}  return {ep_return:7.1f}\n{what}"
@@ -85,11 +86,10 @@ def play(controller: Path, vae: Path | None = None, rnn: Path | None = None,
     every ``every``-th step of each episode (from its first), at ``fps / every`` frames/s."""
     from worldmodels.agents.world_models_agent import WorldModelsAgent, load_controller
     from worldmodels.envs import make_env
-    from worldmodels.worlds import WORLDS, world_of
+    from worldmodels.worlds import world_of, world_of_action_map
 
     if env_id is None:  # the world of C's action mapping
-        action_map = load_controller(controller)[0].action_map
-        env_id = next(w for w in WORLDS.values() if w.action_map == action_map).env_ids[0]
+        env_id = world_of_action_map(load_controller(controller)[0].action_map).env_ids[0]
     try:
         world = world_of(env_id)
     except ValueError as e:

@@ -117,6 +117,12 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
     if mdnrnn.action_dim != world.action_dim:
         raise ValueError(f"{mdnrnn_path} reads {mdnrnn.action_dim} action inputs, but "
                          f"{env_cfg.env_id} has {world.action_dim}")
+    starts = None
+    if cfg.mode == "dream" and cfg.dream_start == "branch":
+        from ..dream import branch_starts
+
+        assert branch_data  # checked above
+        starts = branch_starts(mdnrnn, branch_data, BRANCH_STARTS, seed=cfg.seed)
     del vae, mdnrnn
 
     controller = Controller(z_dim=z_dim, hidden_size=hidden_size, action_dim=world.action_dim,
@@ -153,12 +159,8 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
                         done_threshold=cfg.done_threshold, sample_done=cfg.sample_done,
                         dropout=cfg.dream_dropout, reward_penalty=cfg.reward_penalty,
                         action_map=world.action_map, reward=world.dream_reward)
-        if cfg.dream_start == "branch":
-            from ..dream import branch_starts
-
-            assert branch_data  # checked above
-            dream_kw["starts"] = branch_starts(load_mdnrnn(mdnrnn_path)[0], branch_data,
-                                               BRANCH_STARTS, seed=cfg.seed)
+        if starts is not None:
+            dream_kw["starts"] = starts
         if pool is not None:
             dream = RayDream(pool, mdnrnn_path, str(dev), vae_path=vae_path, **dream_kw)
         else:
