@@ -8,10 +8,11 @@ variant, the test score over seeds with each seed's score, the round chosen, rea
 and wall time.
 
     python scripts/dream_ablation.py --root runs/ablation --seeds 1 2 3 \
-        --variant base: --variant dropout:rnn.dropout=0.05,controller.dream_dropout=0.1 \
-        --parallel 3 -- --preset laptop
+        --variant base: --variant "dropout:--preset dropout" --parallel 3 -- --preset laptop-dream
 
-Arguments after `--` go to every `worldmodels pipeline` call (e.g. `--preset`, `--set`).
+A variant is ``NAME:OPTIONS``: `worldmodels pipeline` options of its runs (an overlay, or
+``--SECTION.FIELD VALUE`` options; none for the baseline). Arguments after `--` go to every
+`worldmodels pipeline` call (e.g. `--preset`, `--iterate.rounds 3`), before the variant's.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -28,15 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-SEEDED = ("collect.seed", "vae.seed", "rnn.seed", "controller.seed")
+SEEDED = ("--collect.seed", "--vae.seed", "--rnn.seed", "--controller.seed")
 
 
-def pipeline(run_dir: Path, common: list[str], sets: list[str], log: Path,
+def pipeline(run_dir: Path, common: list[str], options: list[str], log: Path,
              until: str | None = None) -> int:
     cmd = [sys.executable, "-m", "worldmodels.cli", "pipeline", "--run-dir", str(run_dir),
-           "--no-progress", *common]
-    for s in sets:
-        cmd += ["--set", s]
+           "--no-progress", *common, *options]
     if until:
         cmd += ["--until", until]
     with open(log, "a") as f:
@@ -46,14 +46,14 @@ def pipeline(run_dir: Path, common: list[str], sets: list[str], log: Path,
 
 
 def run_seed(root: Path, seed: int, variants: dict[str, list[str]], common: list[str]) -> None:
-    seeded = [f"{key}={seed}" for key in SEEDED]
+    seeded = [arg for option in SEEDED for arg in (option, str(seed))]
     base = root / f"seed{seed}" / "_round0"
     base.mkdir(parents=True, exist_ok=True)
     if pipeline(base, common, seeded, base.parent / "round0.log", until="encode") != 0:
         raise RuntimeError(f"seed {seed}: round 0 failed, see {base.parent / 'round0.log'}")
     with ThreadPoolExecutor(len(variants)) as pool:
         futures = []
-        for name, sets in variants.items():
+        for name, options in variants.items():
             run_dir = root / f"seed{seed}" / name
             if not (run_dir / "vae").exists():
                 tmp = run_dir.with_name(run_dir.name + ".copying")
@@ -61,7 +61,7 @@ def run_seed(root: Path, seed: int, variants: dict[str, list[str]], common: list
                 shutil.copytree(base, tmp, ignore=shutil.ignore_patterns("tb", "preset.json",
                                                                          "timings.json"))
                 tmp.rename(run_dir)
-            futures.append(pool.submit(pipeline, run_dir, common, seeded + sets,
+            futures.append(pool.submit(pipeline, run_dir, common, seeded + options,
                                        run_dir.parent / f"{name}.log"))
         for f in futures:
             f.result()
@@ -105,13 +105,14 @@ def main() -> int:
     parser.add_argument("--root", type=Path, required=True)
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--variant", action="append", required=True,
-                        help="NAME:SECTION.FIELD=VALUE,... (NAME: for no change)")
+                        help="NAME:PIPELINE_OPTIONS, e.g. 'dropout:--preset dropout' or "
+                             "'short:--controller.dream-max-steps 200' (NAME: for no change)")
     parser.add_argument("--parallel", type=int, default=1, help="seeds run at once")
     args = parser.parse_args(argv)
     variants = {}
     for v in args.variant:
-        name, _, sets = v.partition(":")
-        variants[name] = [s for s in sets.split(",") if s]
+        name, _, options = v.partition(":")
+        variants[name] = shlex.split(options)
     args.root.mkdir(parents=True, exist_ok=True)
     start = time.time()
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The README's main job: install, then train a World Models agent on CarRacing with the
 # `laptop` preset and report its score on 100 CarRacing-v3 test tracks.
-# Rerunning resumes where it stopped. Pass extra pipeline options, e.g. --preset debug.
+# Rerunning resumes where it stopped. Pass extra pipeline options, e.g. --preset debug (a full
+# preset instead of laptop, the default) or --preset dream (an overlay over laptop).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
-exec worldmodels pipeline --preset laptop --run-dir "${RUN_DIR:-runs/laptop}" "$@"
+exec worldmodels pipeline --run-dir "${RUN_DIR:-runs/laptop}" "$@"

@@ -52,8 +52,10 @@ def collected(tmp_path_factory) -> dict[int, Path]:
 def test_unknown_policy_lists_names(tmp_path):
     with pytest.raises(ValueError, match="brownian.*random"):
         make_policy("greedy", np.random.default_rng(0))
-    with pytest.raises(ValueError, match="unknown policy 'greedy'"):
-        collect_rollouts(tmp_path / "out", replace(CFG, policy="greedy"), ENV, progress=False)
+    with pytest.raises(ValueError, match="CollectConfig.policy .* got 'greedy'"):
+        replace(CFG, policy="greedy")
+    with pytest.raises(ValueError, match="unknown policy 'sticky'"):   # Take Cover's
+        collect_rollouts(tmp_path / "out", replace(CFG, policy="sticky"), ENV, progress=False)
     assert not (tmp_path / "out").exists()
 
 
@@ -170,6 +172,29 @@ def test_second_collect_into_the_same_folder_is_refused(collected):
     assert collect_rollouts(collected[1], CFG, ENV, progress=False) == read_manifest(collected[1])
 
 
+def test_collect_into_a_latents_folder_is_refused(tmp_path):
+    latents = tmp_path / "latents"
+    latents.mkdir()
+    (latents / "encode.json").write_text(json.dumps({"stage": "encode", "config": {}}))
+    with pytest.raises(RunConfigMismatch, match="holds a encode run .encode.json., not a collect"):
+        collect_rollouts(latents, CFG, ENV, progress=False)
+    assert sorted(p.name for p in latents.iterdir()) == ["encode.json"]
+
+
+def test_rerun_recollects_a_listed_shard_that_was_truncated(tmp_path, collected):
+    out = tmp_path / "rollouts"
+    collect_rollouts(out, replace(CFG, episodes=2), ENV, progress=False)
+    shard = out / "ep_000001.npz"
+    shard.write_bytes(shard.read_bytes()[:1000])
+    with pytest.warns(UserWarning, match="ep_000001.npz is listed in the manifest but changed"):
+        entries = collect_rollouts(out, replace(CFG, episodes=2), ENV, progress=False)
+    assert [e["index"] for e in entries] == [0, 1]
+    assert len(episode_files(out, verify=True)) == 2
+    redone, reference = shards(out)["ep_000001.npz"], shards(collected[1])["ep_000001.npz"]
+    for key in reference:
+        np.testing.assert_array_equal(redone[key], reference[key])
+
+
 def test_resume_after_a_crash(tmp_path, collected):
     out = tmp_path / "rollouts"
     first = collect_rollouts(out, replace(CFG, episodes=2), ENV, progress=False)
@@ -249,23 +274,24 @@ def collect_only(monkeypatch):
 
 def test_cli(tmp_path, capsys, collect_only):
     def collect(out: Path, *extra: str) -> int:
-        return cli.main(["collect", "--preset", "debug", "--episodes", "1", "--max-steps", "20",
-                         "--workers", "1", "--out", str(out), "--no-progress", *extra])
+        return cli.main(["collect", "--preset", "debug", "--collect.episodes", "1",
+                         "--collect.max-steps", "20", "--collect.workers", "1", "--out", str(out),
+                         "--no-progress", *extra])
 
     out = tmp_path / "rollouts"
-    assert collect(out, "--policy", "random") == 0
+    assert collect(out, "--collect.policy", "random") == 0
     assert "1 episodes (1 new" in capsys.readouterr().out
     (entry,) = read_manifest(out)
     assert entry["length"] == 20 and entry["policy"] == "random"
 
-    assert collect(out, "--policy", "random", "--seed", "5") == 2
+    assert collect(out, "--collect.policy", "random", "--collect.seed", "5") == 2
     assert "different config" in capsys.readouterr().err
-    assert collect(tmp_path / "x", "--policy", "nope") == 2
-    assert "unknown policy 'nope'" in capsys.readouterr().err
-    assert collect(tmp_path / "y", "--env-id", "Nope-v0") == 2
+    assert collect(tmp_path / "x", "--collect.policy", "sticky") == 2   # Take Cover's
+    assert "unknown policy 'sticky'" in capsys.readouterr().err
+    assert collect(tmp_path / "y", "--env.env-id", "Nope-v0") == 2
     assert "unknown environment id 'Nope-v0'" in capsys.readouterr().err
-    assert collect(tmp_path / "z", "--episodes", "0") == 2
-    assert "episodes (--episodes) must be >= 1, got 0" in capsys.readouterr().err
+    assert collect(tmp_path / "z", "--collect.episodes", "0") == 2
+    assert "episodes (--collect.episodes) must be >= 1, got 0" in capsys.readouterr().err
     assert not any((tmp_path / d).exists() for d in "xyz")
 
 
@@ -274,8 +300,9 @@ def test_cli_help_explains_every_option(capsys, collect_only):
         cli.main(["collect", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--episodes", "--workers", "--max-steps", "--policy", "--seed", "--out",
-                   "--env-id", "--preset", "--no-progress"):
+    for option in ("--collect.episodes", "--collect.workers", "--collect.max-steps",
+                   "--collect.policy", "--collect.seed", "--out", "--env.env-id",
+                   "--env.max-steps", "--cluster.backend", "--preset", "--no-progress"):
         assert option in text
 
 

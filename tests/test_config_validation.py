@@ -18,17 +18,22 @@ from worldmodels.config import (
 )
 
 BAD = [
-    ("train-controller", "--temperature", "nan"), ("train-controller", "--temperature", "-1"),
-    ("train-controller", "--sigma0", "0"), ("train-controller", "--generations", "0"),
-    ("train-controller", "--popsize", "1"), ("train-controller", "--seed", "-1"),
-    ("train-controller", "--dream-dropout", "1"), ("train-controller", "--mode", "both"),
-    ("train-rnn", "--lr", "nan"), ("train-rnn", "--batch-size", "0"),
-    ("train-rnn", "--seq-len", "0"), ("train-rnn", "--grad-clip", "-1"),
-    ("train-rnn", "--epochs", "0"), ("train-rnn", "--z-dim", "0"), ("train-rnn", "--lr", "inf"),
-    ("train-vae", "--lr", "nan"), ("train-vae", "--epochs", "0"), ("train-vae", "--seed", "-1"),
-    ("collect", "--episodes", "0"), ("collect", "--action-noise", "-0.1"),
-    ("collect", "--brownian-share", "1.5"),
-    ("evaluate", "--workers", "0"), ("evaluate", "--max-steps", "-1"),
+    ("train-controller", "--controller.temperature", "nan"),
+    ("train-controller", "--controller.temperature", "-1"),
+    ("train-controller", "--controller.sigma0", "0"),
+    ("train-controller", "--controller.generations", "0"),
+    ("train-controller", "--controller.popsize", "1"), ("train-controller", "--controller.seed", "-1"),
+    ("train-controller", "--controller.dream-dropout", "1"),
+    ("train-controller", "--controller.mode", "both"),
+    ("train-rnn", "--rnn.lr", "nan"), ("train-rnn", "--rnn.batch-size", "0"),
+    ("train-rnn", "--rnn.seq-len", "0"), ("train-rnn", "--rnn.grad-clip", "-1"),
+    ("train-rnn", "--rnn.epochs", "0"), ("train-rnn", "--rnn.z-dim", "0"),
+    ("train-rnn", "--rnn.lr", "inf"), ("train-rnn", "--rnn.epochs", "abc"),
+    ("train-vae", "--vae.lr", "nan"), ("train-vae", "--vae.epochs", "0"),
+    ("train-vae", "--vae.seed", "-1"),
+    ("collect", "--collect.episodes", "0"), ("collect", "--collect.action-noise", "-0.1"),
+    ("collect", "--collect.brownian-share", "1.5"), ("collect", "--collect.policy", "greedy"),
+    ("evaluate", "--eval.workers", "0"), ("evaluate", "--env.max-steps", "-1"),
 ]
 INPUTS = {
     "train-controller": ["--vae", "V.pt", "--rnn", "M.pt"],
@@ -49,11 +54,11 @@ def test_a_bad_value_is_a_one_line_error_naming_the_option_and_writes_nothing(
 
 
 @pytest.mark.parametrize("value", ["nan", "inf", "-1"])
-def test_pipeline_set_refuses_the_value_before_creating_the_run_folder(tmp_path, capsys, value):
+def test_pipeline_refuses_the_value_before_creating_the_run_folder(tmp_path, capsys, value):
     run = tmp_path / "run"
     assert cli.main(["pipeline", "--preset", "debug", "--run-dir", str(run),
-                     "--set", f"controller.temperature={value}"]) == 2
-    assert "--temperature" in capsys.readouterr().err and not run.exists()
+                     "--controller.temperature", value]) == 2
+    assert "--controller.temperature" in capsys.readouterr().err and not run.exists()
 
 
 @pytest.mark.parametrize("cls", [EnvConfig, CollectConfig, VAEConfig, MDNRNNConfig,

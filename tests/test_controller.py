@@ -110,9 +110,10 @@ def train_args(vae, rnn, out, *extra) -> argparse.Namespace:
     train_controller.add_arguments(parser)
     return parser.parse_args([
         "--vae", str(vae), "--rnn", str(rnn), "--out", str(out), "--preset", "debug",
-        "--device", "cpu", "--no-progress", "--popsize", "6", "--rollouts-per-candidate", "2",
-        "--dream-max-steps", "25", "--eval-every", "2", "--eval-episodes", "1",
-        "--max-steps", "15", "--workers", "1", "--seed", "3", *extra])
+        "--device", "cpu", "--no-progress", "--controller.popsize", "6",
+        "--controller.rollouts-per-candidate", "2", "--controller.dream-max-steps", "25",
+        "--controller.eval-every", "2", "--controller.eval-episodes", "1", "--env.max-steps", "15",
+        "--controller.workers", "1", "--controller.seed", "3", *extra])
 
 
 def test_train_in_dream_resumes_exactly(models, tmp_path, monkeypatch):
@@ -121,7 +122,7 @@ def test_train_in_dream_resumes_exactly(models, tmp_path, monkeypatch):
 
     vae, rnn = models
     full, cut = tmp_path / "full", tmp_path / "cut"
-    train_controller.run(train_args(vae, rnn, full, "--generations", "4"))
+    train_controller.run(train_args(vae, rnn, full, "--controller.generations", "4"))
 
     # Kill the second run during generation 3 (after generations 1-2 were checkpointed).
     real_evaluate, calls = BatchedDream.evaluate, []
@@ -134,10 +135,10 @@ def test_train_in_dream_resumes_exactly(models, tmp_path, monkeypatch):
 
     monkeypatch.setattr(BatchedDream, "evaluate", dying_evaluate)
     with pytest.raises(KeyboardInterrupt):
-        train_controller.run(train_args(vae, rnn, cut, "--generations", "4"))
+        train_controller.run(train_args(vae, rnn, cut, "--controller.generations", "4"))
     assert load_checkpoint(cut / "controller.pt")["step"] == 2 and not runs.is_done(cut)
     monkeypatch.setattr(BatchedDream, "evaluate", real_evaluate)
-    train_controller.run(train_args(vae, rnn, cut, "--generations", "4"))
+    train_controller.run(train_args(vae, rnn, cut, "--controller.generations", "4"))
 
     a = load_checkpoint(full / "controller.pt", kind="controller")
     b = load_checkpoint(cut / "controller.pt", kind="controller")
@@ -161,11 +162,12 @@ def test_train_in_dream_resumes_exactly(models, tmp_path, monkeypatch):
 
     # A finished run is not redone; another V or M for the same folder is refused.
     written = (full / "controller.pt").stat().st_mtime_ns
-    train_controller.run(train_args(vae, rnn, full, "--generations", "4"))
+    train_controller.run(train_args(vae, rnn, full, "--controller.generations", "4"))
     assert (full / "controller.pt").stat().st_mtime_ns == written
     other_vae, other_rnn = tiny_world_models(tmp_path / "other", seed=1)
     with pytest.raises(runs.RunConfigMismatch, match="vae_sha256"):
-        train_controller.run(train_args(other_vae, other_rnn, full, "--generations", "4"))
+        train_controller.run(train_args(other_vae, other_rnn, full,
+                                        "--controller.generations", "4"))
 
 
 def test_train_in_real_env(models, tmp_path):
@@ -173,9 +175,10 @@ def test_train_in_real_env(models, tmp_path):
 
     vae, rnn = models
     out = tmp_path / "real"
-    train_controller.run(train_args(vae, rnn, out, "--mode", "real", "--generations", "1",
-                                    "--popsize", "3", "--rollouts-per-candidate", "1",
-                                    "--eval-every", "0"))
+    train_controller.run(train_args(vae, rnn, out, "--controller.mode", "real",
+                                    "--controller.generations", "1", "--controller.popsize", "3",
+                                    "--controller.rollouts-per-candidate", "1",
+                                    "--controller.eval-every", "0"))
     ckpt = load_checkpoint(out / "controller.pt", kind="controller")
     fitness = ckpt["extra"]["es"]["fitness"]
     assert fitness.shape == (1, 3) and torch.isfinite(fitness).all()
@@ -197,11 +200,14 @@ def test_real_mode_training_episodes_stop_at_real_max_steps(models, tmp_path, mo
 
     monkeypatch.setattr(EpisodeRunner, "run", recording_run)
     vae, rnn = models
-    train_controller.run(train_args(vae, rnn, tmp_path / "real", "--mode", "real",
-                                    "--generations", "2", "--popsize", "3",
-                                    "--rollouts-per-candidate", "1", "--real-max-steps", "6",
-                                    "--eval-every", "1"))
+    train_controller.run(train_args(vae, rnn, tmp_path / "real", "--controller.mode", "real",
+                                    "--controller.generations", "2", "--controller.popsize", "3",
+                                    "--controller.rollouts-per-candidate", "1",
+                                    "--controller.real-max-steps", "6",
+                                    "--controller.eval-every", "1"))
     # per generation: the candidates' 6-step episodes, then the CMA mean's full 15 steps
     assert seen == [(6, [6]), (15, [15])] * 2
-    with pytest.raises(ValueError, match=r"real_max_steps \(--real-max-steps\) must be >= 0"):
-        train_controller.run(train_args(vae, rnn, tmp_path / "bad", "--real-max-steps", "-1"))
+    with pytest.raises(ValueError,
+                       match=r"real_max_steps \(--controller\.real-max-steps\) must be >= 0"):
+        train_controller.run(train_args(vae, rnn, tmp_path / "bad",
+                                        "--controller.real-max-steps", "-1"))

@@ -14,8 +14,8 @@ from worldmodels.checkpoint import CheckpointError, save_checkpoint
 from worldmodels.cli import CLIError
 from worldmodels.config import VAEConfig
 from worldmodels.controller import Controller
-from worldmodels.dream import BatchedDream
-from worldmodels.mdnrnn import MDNRNN, load_mdnrnn, sample_z
+from worldmodels.dream import BatchedDream, reference_dream
+from worldmodels.mdnrnn import MDNRNN, load_mdnrnn
 from worldmodels.testing import DH as H
 from worldmodels.testing import DK as K
 from worldmodels.testing import DZ as Z
@@ -37,7 +37,7 @@ def make_dream(m: MDNRNN | None = None, **kw) -> BatchedDream:
 
 # --- BatchedDream ----------------------------------------------------------------------------
 
-def test_step_follows_mdnrnn_at_temperature_zero():
+def test_step_follows_the_reference_dream_at_temperature_zero():
     """Fused weights and buffers compute exactly M's step: h, the collapsed z, the reward."""
     m = tiny_mdnrnn()
     dream = make_dream(m, temperature=0.0)
@@ -45,17 +45,16 @@ def test_step_follows_mdnrnn_at_temperature_zero():
     z0 = torch.randn(4, Z)
     actions = torch.rand(6, 4, 3)
     z, h = dream.reset(4, z=z0)
-    state = m.initial_state(4)
-    z_ref = z0
+    z_ref, state = z0, m.initial_state(4)
     with torch.no_grad():
         for a in actions:
-            out, h_ref, state = m.step(z_ref, a, state)
-            z_ref = sample_z(out, 0.0)
+            ref = reference_dream(m, z_ref, a, state, temperature=0.0)
+            z_ref, state = ref.z, ref.state
             z, h, reward, done = dream.step(a)
-            torch.testing.assert_close(h, h_ref, atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(z, z_ref, atol=1e-5, rtol=1e-5)
-            torch.testing.assert_close(reward, out.reward, atol=1e-5, rtol=1e-5)
-            assert not done.any()
+            torch.testing.assert_close(h, ref.h, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(z, ref.z, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(reward, ref.reward, atol=1e-5, rtol=1e-5)
+            assert not done.any() and not ref.done.any()
 
 
 def test_ties_pick_the_first_component_like_argmax():
@@ -407,9 +406,9 @@ def test_branched_dreams_start_from_the_given_states():
     a = torch.tensor([[0.3, 0.5, 0.0]]).repeat(4, 1)
     z1, h1, r1, _ = dream.step(a)
     with torch.no_grad():
-        out, _, (h_ref, _) = m.step(mu, a, (h0.unsqueeze(0), c0.unsqueeze(0)))
-    torch.testing.assert_close(h1, h_ref[0], rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(z1, sample_z(out, tau=0.0), rtol=1e-4, atol=1e-5)
+        ref = reference_dream(m, mu, a, (h0.unsqueeze(0), c0.unsqueeze(0)), temperature=0.0)
+    torch.testing.assert_close(h1, ref.h, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(z1, ref.z, rtol=1e-4, atol=1e-5)
     params = torch.randn(3, dream.n_params) * 0.3
     together = dream.evaluate(params, 4, seed=1)
     one_by_one = torch.cat([dream.evaluate(p[None], 4, seed=1) for p in params])

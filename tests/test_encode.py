@@ -107,7 +107,7 @@ def test_encode_resumes_without_redoing_or_duplicating(rollouts, tmp_path, monke
     assert (out / written[0]).stat().st_mtime_ns == first
 
     encode(rollouts, vae_path, out)
-    assert "already encoded" in capsys.readouterr().out
+    assert f"encode: {out} is already finished (all 4 episodes" in capsys.readouterr().out
     assert not list(out.glob(".*.tmp"))
 
 
@@ -173,3 +173,18 @@ def test_real_carracing_episodes_go_through_collect_train_vae_and_encode(tmp_pat
         shard = read_shard(out / entry["file"], kind="latent")
         assert shard["mu"].shape == (entry["length"], 32)
         assert np.isfinite(shard["mu"]).all() and np.isfinite(shard["logvar"]).all()
+
+
+def test_encode_refuses_to_write_into_a_data_or_model_folder(rollouts, tmp_path):
+    """`encode --data X --out X`, or --out a folder of another stage, writes nothing there."""
+    vae_path = make_vae(tmp_path / "vae.pt", seed=0)
+    before = sorted(p.name for p in rollouts.iterdir())
+    with pytest.raises(ValueError, match="rollouts folder itself"):
+        encode(rollouts, vae_path, rollouts)
+    model = tmp_path / "rnn"
+    model.mkdir()
+    (model / "config.json").write_text(json.dumps({"stage": "train-rnn", "config": {}}))
+    with pytest.raises(RunConfigMismatch, match="holds a train-rnn run"):
+        encode(rollouts, vae_path, model)
+    assert sorted(p.name for p in rollouts.iterdir()) == before
+    assert sorted(p.name for p in model.iterdir()) == ["config.json"]

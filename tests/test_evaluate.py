@@ -22,8 +22,8 @@ def evaluate_args(*argv: str) -> argparse.Namespace:
 
     parser = argparse.ArgumentParser()
     evaluate.add_arguments(parser)
-    return parser.parse_args(["--episodes", "2", "--max-steps", str(STEPS), "--workers", "1",
-                              "--device", "cpu", "--no-progress", *argv])
+    return parser.parse_args(["--eval.episodes", "2", "--env.max-steps", str(STEPS),
+                              "--eval.workers", "1", "--device", "cpu", "--no-progress", *argv])
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +109,7 @@ def test_kill_stops_the_worker_processes_and_writes_nothing(tmp_path):
     out = tmp_path / "results.json"
     proc = subprocess.Popen(
         [sys.executable, "-m", "worldmodels.cli", "evaluate", "--policy", "random",
-         "--episodes", "40", "--workers", "2", "--max-steps", "300", "--no-progress",
+         "--eval.episodes", "40", "--eval.workers", "2", "--env.max-steps", "300", "--no-progress",
          "--out", str(out)],
         start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
@@ -128,8 +128,10 @@ def test_kill_stops_the_worker_processes_and_writes_nothing(tmp_path):
 
 
 @pytest.mark.parametrize("command", [
-    ["evaluate", "--policy", "random", "--episodes", "40", "--workers", "2", "--max-steps", "300"],
-    ["collect", "--preset", "debug", "--episodes", "40", "--workers", "2", "--max-steps", "300"],
+    ["evaluate", "--policy", "random", "--eval.episodes", "40", "--eval.workers", "2",
+     "--env.max-steps", "300"],
+    ["collect", "--preset", "debug", "--collect.episodes", "40", "--collect.workers", "2",
+     "--collect.max-steps", "300"],
 ])
 def test_sigkill_of_the_parent_ends_its_workers(tmp_path, command):
     """SIGKILL gives the parent no chance to stop its workers: they notice that it is gone
@@ -155,3 +157,64 @@ def test_sigkill_of_the_parent_ends_its_workers(tmp_path, command):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(timeout=10)
     assert_process_group_ends(proc.pid, "SIGKILL of the parent", seconds=15)
+
+
+def test_unwritable_out_is_refused_before_any_episode(tmp_path, monkeypatch):
+    from worldmodels.commands import evaluate
+
+    def no_episodes(*args, **kwargs):
+        raise AssertionError("an episode ran before --out was checked")
+
+    monkeypatch.setattr(evaluate, "EpisodeRunner", no_episodes)
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    for out, message in [(tmp_path, "is a folder"), (a_file / "results.json", "cannot write")]:
+        with pytest.raises(ValueError, match=message):
+            evaluate.evaluate_agent(policy="random", episodes=2, workers=1, progress=False,
+                                    env_cfg=EnvConfig(max_steps=STEPS), out_path=out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_interrupted_evaluation_resumes_to_the_same_result(tmp_path, monkeypatch):
+    """Ctrl-C after 2 of 4 episodes keeps them; the rerun plays only the other 2 and writes
+    the results of an uninterrupted run; the progress file is gone at the end."""
+    from worldmodels.commands import evaluate
+
+    kw = dict(policy="brownian", episodes=4, workers=1, progress=False,
+              env_cfg=EnvConfig(max_steps=STEPS))
+    whole = evaluate.evaluate_agent(**kw, out_path=tmp_path / "whole.json")
+    out = tmp_path / "cut.json"
+    real_append = evaluate.append_jsonl
+    lines = []
+
+    def interrupt_after_two(path, entry):
+        if len(lines) == 3:  # the header and two episodes are saved
+            raise KeyboardInterrupt
+        lines.append(entry)
+        real_append(path, entry)
+
+    monkeypatch.setattr(evaluate, "append_jsonl", interrupt_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate.evaluate_agent(**kw, out_path=out)
+    monkeypatch.setattr(evaluate, "append_jsonl", real_append)
+    assert not out.exists() and evaluate.partial_path(out).is_file()
+
+    played = []
+    real_run = evaluate.EpisodeRunner.run
+
+    def counting_run(self, tasks, **run_kw):
+        played.extend(seed for _, seed in tasks)
+        return real_run(self, tasks, **run_kw)
+
+    monkeypatch.setattr(evaluate.EpisodeRunner, "run", counting_run)
+    resumed = evaluate.evaluate_agent(**kw, out_path=out)
+    assert played == seeds.test_seeds(4)[2:]
+    assert resumed == whole and json.loads(out.read_text()) == whole
+    assert not evaluate.partial_path(out).exists()
+
+    # A progress file of another agent or episode length is not reused.
+    evaluate.partial_path(out).write_text(json.dumps({"identity": {"agent": "random"}}) + "\n"
+                                          + json.dumps({"seed": whole["seeds"][0],
+                                                        "return": 1e6, "length": 1}) + "\n")
+    again = evaluate.evaluate_agent(**kw, out_path=out)
+    assert again == whole

@@ -12,7 +12,7 @@ import torch
 from worldmodels import runs, seeds
 from worldmodels.checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
 from worldmodels.config import CollectConfig, ControllerConfig, EnvConfig, IterateConfig, MDNRNNConfig
-from worldmodels.dream import BatchedDream
+from worldmodels.dream import BatchedDream, reference_dream
 from worldmodels.mdnrnn import MDNRNN
 from worldmodels.testing import H, Z, save_controller, tiny_preset, tiny_world_models
 from worldmodels.utils import read_json
@@ -53,7 +53,7 @@ def test_collect_with_the_agent_records_its_policy_and_refuses_another_controlle
     with pytest.raises(runs.RunConfigMismatch, match="controller_sha256"):
         collect_rollouts(tmp_path / "r", replace(cfg, controller=str(other), episodes=5),
                          ENV, progress=False)
-    with pytest.raises(ValueError, match="needs --controller"):
+    with pytest.raises(ValueError, match="needs --collect.controller"):
         collect_rollouts(tmp_path / "x", replace(cfg, controller=""), ENV, progress=False)
 
 
@@ -125,12 +125,11 @@ def test_dream_dropout_mask_is_fixed_within_an_episode_and_differs_between_episo
     z = z0
     actions = torch.rand(2, 4, 3)
     for t in range(2):
-        h = state[0][0]
-        zm, hm = z * mask[:, :Z], h * mask[:, Z:Z + H]
-        out, _, state = m.step(zm, actions[t], (hm.unsqueeze(0), state[1]))
+        with torch.no_grad():
+            ref = reference_dream(m, z, actions[t], state, temperature=0.0, mask=mask)
         dz, dh, _, _ = dream.step(actions[t])
-        torch.testing.assert_close(dh, state[0][0], rtol=1e-4, atol=1e-5)
-        z = dz
+        torch.testing.assert_close(dh, ref.h, rtol=1e-4, atol=1e-5)
+        z, state = dz, ref.state
     dream.reset(4, generator=8, z=z0)
     assert not torch.equal(dream._state.mask, mask)
 
@@ -317,6 +316,14 @@ def test_ensemble_fitness_is_the_mean_over_reward_heads_and_the_penalty_charges_
     mean = torch.stack([returns(m) for m in members]).mean(0)
     torch.testing.assert_close(returns(ens), mean, rtol=1e-5, atol=1e-5)
     assert (returns(ens, reward_penalty=1.0) < mean - 1e-3).all()
+    # One step's reward is the reference dream's: the heads' mean less the penalty's std.
+    dream = BatchedDream(ens, *init, temperature=0.0, reward_penalty=1.0)
+    z0, a = torch.randn(2, Z), torch.rand(2, 3)
+    dream.reset(2, z=z0)
+    with torch.no_grad():
+        ref = reference_dream(ens, z0, a, ens.initial_state(2), temperature=0.0,
+                              reward_penalty=1.0)
+    torch.testing.assert_close(dream.step(a)[2], ref.reward, rtol=1e-5, atol=1e-5)
 
 
 def test_reward_heads_learn_from_their_own_halves():
@@ -358,7 +365,7 @@ def test_a_second_process_on_a_busy_run_folder_is_refused_before_it_writes(
     try:
         assert holder.stdout.readline().strip() == "held"
         assert main(["train-vae", "--preset", "debug", "--data", str(data), "--out", str(out),
-                     "--val-episodes", "1"]) == 2
+                     "--vae.val-episodes", "1"]) == 2
     finally:
         holder.kill()
         holder.wait()

@@ -1,7 +1,8 @@
-"""``--backend ray`` on a real Ray cluster: two nodes on this machine (``ray start --head`` and
-``ray start --address``, one CPU each), the CLI connecting to it by address. The same shards,
-fitness values and results.json as ``local``; a worker process killed mid-task and a driver
-killed mid-run change nothing; clear errors for a missing Ray or an unreachable cluster."""
+"""``--cluster.backend ray`` on a real Ray cluster: two nodes on this machine (``ray start
+--head`` and ``ray start --address``, one CPU each), the CLI connecting to it by address. The
+same shards, fitness values and results.json as ``local``; a worker process killed mid-task and
+a driver killed mid-run change nothing; clear errors for a missing Ray or an unreachable
+cluster."""
 
 from __future__ import annotations
 
@@ -174,25 +175,27 @@ def _collect(tmp_path: Path, *options: str) -> list[str]:
 def test_without_ray_backend_ray_is_a_one_line_error(tmp_path, capsys, monkeypatch):
     _disconnect()
     monkeypatch.setitem(sys.modules, "ray", None)  # as if it were not installed
-    assert cli.main(_collect(tmp_path, "--backend", "ray")) == 2
+    assert cli.main(_collect(tmp_path, "--cluster.backend", "ray")) == 2
     err = capsys.readouterr().err.strip()
     assert 'pip install -e ".[ray]"' in err and "\n" not in err
     assert not (tmp_path / "rollouts").exists()  # refused before anything was written
 
-    assert cli.main(_collect(tmp_path, "--backend", "dask")) == 2
-    assert "('local', 'ray')" in capsys.readouterr().err
+    assert cli.main(_collect(tmp_path, "--cluster.backend", "dask")) == 2
+    assert "invalid choice: 'dask' (choose from 'local', 'ray')" in capsys.readouterr().err
 
 
 def test_an_unreachable_cluster_is_an_error_naming_its_address(tmp_path, capsys):
     pytest.importorskip("ray")
     _disconnect()  # connect() tries an address only in a process not yet connected
     address = f"127.0.0.1:{_free_port()}"  # nothing listens there
-    assert cli.main(_collect(tmp_path, "--backend", "ray", "--ray-address", address)) == 2
+    assert cli.main(_collect(tmp_path, "--cluster.backend", "ray",
+                             "--cluster.ray-address", address)) == 2
     err = capsys.readouterr().err.strip()
     assert address in err and "ray start --head" in err and "\n" not in err
     assert not (tmp_path / "rollouts").exists()
 
-    assert cli.main(_collect(tmp_path, "--backend", "ray", "--ray-address", "nonsense")) == 2
+    assert cli.main(_collect(tmp_path, "--cluster.backend", "ray",
+                             "--cluster.ray-address", "nonsense")) == 2
     assert "'nonsense' is not HOST:PORT" in capsys.readouterr().err
 
 
@@ -200,12 +203,12 @@ def test_an_unreachable_cluster_is_an_error_naming_its_address(tmp_path, capsys)
 
 def test_collect_equals_local_through_a_killed_worker_and_a_killed_driver(cluster, tmp_path,
                                                                           monkeypatch):
-    opts = ["collect", "--preset", "debug", "--episodes", "8", "--max-steps", "100",
+    opts = ["collect", "--preset", "debug", "--collect.episodes", "8", "--collect.max-steps", "100",
             "--no-progress"]
-    assert cli.main([*opts, "--workers", "1", "--out", str(tmp_path / "local")]) == 0
+    assert cli.main([*opts, "--collect.workers", "1", "--out", str(tmp_path / "local")]) == 0
 
-    ray_opts = [*opts, "--workers", "2", "--out", "ray", "--backend", "ray",
-                "--ray-address", cluster.address]   # a relative --out: the workers get it absolute
+    ray_opts = [*opts, "--collect.workers", "2", "--out", "ray", "--cluster.backend", "ray",
+                "--cluster.ray-address", cluster.address]   # a relative --out: absolute on workers
     driver = _start_cli(ray_opts, cwd=tmp_path)
     _kill_mid_task("ray::_ray_worker", cluster, driver, tmp_path)        # a worker, mid-episode
     _kill_driver_when(lambda: len(read_manifest(tmp_path / "ray")) >= 2, driver, tmp_path)
@@ -244,14 +247,16 @@ def test_real_es_equals_local_through_a_killed_actor_and_a_killed_driver(cluster
                                                                           tmp_path):
     vae, rnn, _ = models
     opts = ["train-controller", "--vae", str(vae), "--rnn", str(rnn), "--preset", "debug",
-            "--mode", "real", "--popsize", "6", "--rollouts-per-candidate", "1",
-            "--generations", "4", "--real-max-steps", "100", "--max-steps", "120",
-            "--eval-every", "2", "--eval-episodes", "2", "--device", "cpu", "--no-progress"]
-    assert cli.main([*opts, "--workers", "1", "--out", str(tmp_path / "local")]) == 0
+            "--controller.mode", "real", "--controller.popsize", "6",
+            "--controller.rollouts-per-candidate", "1", "--controller.generations", "4",
+            "--controller.real-max-steps", "100", "--env.max-steps", "120",
+            "--controller.eval-every", "2", "--controller.eval-episodes", "2", "--device", "cpu",
+            "--no-progress"]
+    assert cli.main([*opts, "--controller.workers", "1", "--out", str(tmp_path / "local")]) == 0
 
     out = tmp_path / "ray"
-    ray_opts = [*opts, "--workers", "2", "--out", str(out), "--backend", "ray",
-                "--ray-address", cluster.address]
+    ray_opts = [*opts, "--controller.workers", "2", "--out", str(out), "--cluster.backend", "ray",
+                "--cluster.ray-address", cluster.address]
     driver = _start_cli(ray_opts, cwd=tmp_path)
     _kill_mid_task("ray::RayWorker.episode", cluster, driver, tmp_path)  # an actor, mid-generation
     _kill_driver_when(lambda: (out / "controller.pt").exists(), driver, tmp_path)
@@ -266,17 +271,19 @@ def test_dream_es_and_evaluate_equal_local(cluster, models, tmp_path):
     vae, rnn, controller = models
     # 7 dream rows (6 candidates and the CMA mean): blocks of 4 and 3 on the two actors.
     opts = ["train-controller", "--vae", str(vae), "--rnn", str(rnn), "--preset", "debug",
-            "--mode", "dream", "--popsize", "6", "--rollouts-per-candidate", "3",
-            "--generations", "2", "--dream-max-steps", "40", "--dream-dropout", "0.1",
-            "--max-steps", "40", "--eval-every", "2", "--eval-episodes", "2", "--device", "cpu",
-            "--no-progress"]
-    ray_opts = ["--workers", "2", "--backend", "ray", "--ray-address", cluster.address]
-    assert cli.main([*opts, "--workers", "1", "--out", str(tmp_path / "local")]) == 0
-    assert cli.main([*opts, "--out", str(tmp_path / "ray"), *ray_opts]) == 0
+            "--controller.mode", "dream", "--controller.popsize", "6",
+            "--controller.rollouts-per-candidate", "3", "--controller.generations", "2",
+            "--controller.dream-max-steps", "40", "--controller.dream-dropout", "0.1",
+            "--env.max-steps", "40", "--controller.eval-every", "2",
+            "--controller.eval-episodes", "2", "--device", "cpu", "--no-progress"]
+    ray = ["--cluster.backend", "ray", "--cluster.ray-address", cluster.address]
+    assert cli.main([*opts, "--controller.workers", "1", "--out", str(tmp_path / "local")]) == 0
+    assert cli.main([*opts, "--out", str(tmp_path / "ray"), "--controller.workers", "2",
+                     *ray]) == 0
     assert _es_result(tmp_path / "ray") == _es_result(tmp_path / "local")
 
-    ev = ["evaluate", "--controller", str(controller), "--episodes", "3", "--max-steps", "50",
-          "--device", "cpu", "--no-progress"]
-    assert cli.main([*ev, "--workers", "1", "--out", str(tmp_path / "local.json")]) == 0
-    assert cli.main([*ev, "--out", str(tmp_path / "ray.json"), *ray_opts]) == 0
+    ev = ["evaluate", "--controller", str(controller), "--eval.episodes", "3",
+          "--env.max-steps", "50", "--device", "cpu", "--no-progress"]
+    assert cli.main([*ev, "--eval.workers", "1", "--out", str(tmp_path / "local.json")]) == 0
+    assert cli.main([*ev, "--out", str(tmp_path / "ray.json"), "--eval.workers", "2", *ray]) == 0
     assert (tmp_path / "ray.json").read_bytes() == (tmp_path / "local.json").read_bytes()

@@ -181,8 +181,8 @@ def test_doom_debug_pipeline_end_to_end(tmp_path):
     dream only (no real episode while training), scored on the real game."""
     run = tmp_path / "run"
     cmd = [sys.executable, "-m", "worldmodels", "pipeline", "--preset", "doom-debug",
-           "--run-dir", str(run), "--no-progress", "--set", "collect.episodes=3",
-           "--set", "eval.episodes=2", "--set", "controller.generations=1"]
+           "--run-dir", str(run), "--no-progress", "--collect.episodes", "3",
+           "--eval.episodes", "2", "--controller.generations", "1"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
     assert "worldmodels/DoomTakeCover-v0" in out.stdout and "750 threshold" in out.stdout
@@ -196,10 +196,11 @@ def test_doom_debug_pipeline_end_to_end(tmp_path):
     c = load_checkpoint(run / "controller" / "controller.pt")
     assert c["model_args"]["action_map"] == "thirds"
     assert c["extra"]["real_steps"] == 0 and c["extra"]["train_real_steps"] == 0
-    # evaluate without --env-id plays the game C was trained for.
+    # evaluate without --env.env-id plays the game C was trained for.
     out = subprocess.run([sys.executable, "-m", "worldmodels", "evaluate", "--controller",
-                          str(run / "controller" / "controller.pt"), "--episodes", "1",
-                          "--workers", "1", "--out", str(tmp_path / "ev.json"), "--no-progress"],
+                          str(run / "controller" / "controller.pt"), "--eval.episodes", "1",
+                          "--eval.workers", "1", "--out", str(tmp_path / "ev.json"),
+                          "--no-progress"],
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     again = json.loads((tmp_path / "ev.json").read_text())

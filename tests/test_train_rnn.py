@@ -57,7 +57,7 @@ def write_latents(folder: Path, n_episodes: int = 10, seed: int = 0, z_dim: int 
         append_manifest(folder, {"index": i, "file": shard_name(i), "length": T, "sha256": sha})
     runs.start_run(folder, {"vae_path": str(vae), "vae_sha256": checkpoint_sha256(vae),
                             "z_dim": z_dim, "dtype": "float16"}, "encode",
-                   filename=tr.ENCODE_RECORD)
+                   filename=runs.ENCODE_JSON)
     return folder
 
 
@@ -243,7 +243,7 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
 
 def test_bad_latent_folders_are_refused(tmp_path):
     latents = write_latents(tmp_path / "latents", n_episodes=3)
-    with pytest.raises(ValueError, match="z_dim 4.*--z-dim 4"):
+    with pytest.raises(ValueError, match="z_dim 4.*--rnn.z-dim 4"):
         tr.train_rnn(latents, tmp_path / "a", replace(CFG, z_dim=8), device="cpu",
                      progress=False)
     with pytest.raises(ValueError, match="leaves none for training"):
@@ -256,12 +256,12 @@ def test_bad_latent_folders_are_refused(tmp_path):
     (latents / "manifest.jsonl").write_text("\n".join([lines[0], json.dumps(entry), lines[2]]) + "\n")
     with pytest.raises(ValueError, match="1 shards were encoded by another V.*ep_000001"):
         tr.train_rnn(latents, tmp_path / "v", CFG, device="cpu", progress=False)
-    record = json.loads((latents / tr.ENCODE_RECORD).read_text())
+    record = json.loads((latents / runs.ENCODE_JSON).read_text())
     del record["config"]["vae_sha256"]
-    (latents / tr.ENCODE_RECORD).write_text(json.dumps(record))
+    (latents / runs.ENCODE_JSON).write_text(json.dumps(record))
     with pytest.raises(ValueError, match="vae_sha256"):
         tr.train_rnn(latents, tmp_path / "c", CFG, device="cpu", progress=False)
-    (latents / tr.ENCODE_RECORD).unlink()
+    (latents / runs.ENCODE_JSON).unlink()
     with pytest.raises(FileNotFoundError, match="worldmodels encode"):
         tr.train_rnn(latents, tmp_path / "d", CFG, device="cpu", progress=False)
 
@@ -283,9 +283,9 @@ def test_cli_parser_from_the_module_alone(tmp_path, capsys):
     parser = argparse.ArgumentParser()
     tr.add_arguments(parser)
     args = parser.parse_args(["--data", str(latents), "--out", str(tmp_path / "rnn"),
-                              "--preset", "debug", "--z-dim", str(Z), "--hidden-size", "8",
-                              "--epochs", "1", "--no-predict-done", "--device", "cpu",
-                              "--no-progress"])
+                              "--preset", "debug", "--rnn.z-dim", str(Z),
+                              "--rnn.hidden-size", "8", "--rnn.epochs", "1",
+                              "--no-rnn.predict-done", "--device", "cpu", "--no-progress"])
     assert tr.run(args) == 0
     ckpt = load_checkpoint(tmp_path / "rnn" / "mdnrnn.pt", kind="mdnrnn")
     assert ckpt["config"]["predict_done"] is False and ckpt["config"]["hidden_size"] == 8

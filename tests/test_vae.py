@@ -152,11 +152,8 @@ def test_stream_yields_every_frame_once_from_any_start(rollouts):
     plan = tv.EpochPlan([20] * 4, seed=0, epoch=0, window_frames=WINDOW)
 
     def stream(start: int) -> list[tuple[np.ndarray, int]]:
-        loader = tv.WindowLoader(rollouts, train_eps, plan, start)
-        try:
-            return list(tv.iter_batches(loader, 16))
-        finally:
-            loader.close()
+        with tv.load_windows(rollouts, train_eps, plan, start) as windows:
+            return list(tv.iter_batches(windows, 16))
 
     full = stream(0)
     assert [len(b) for b, _ in full] == [16] * 5 and full[-1][1] == 80
@@ -176,9 +173,9 @@ def test_train_vae_cli_writes_checkpoint_summary_and_tensorboard(rollouts, tmp_p
     tv.add_arguments(parser)
     out = tmp_path / "vae"
     args = parser.parse_args(["--data", str(rollouts), "--out", str(out), "--preset", "debug",
-                              "--epochs", "2", "--batch-size", "16", "--val-episodes", "1",
-                              "--max-frames-per-epoch", "48", "--device", "cpu",
-                              "--no-progress"])
+                              "--vae.epochs", "2", "--vae.batch-size", "16",
+                              "--vae.val-episodes", "1", "--vae.max-frames-per-epoch", "48",
+                              "--device", "cpu", "--no-progress"])
     cfg = tv.config_from(args)
     assert cfg == replace(get_preset("debug").vae, epochs=2, batch_size=16,
                           max_frames_per_epoch=48)

@@ -68,8 +68,9 @@ def test_a_tampered_file_is_refused(shipped, tmp_path):
 def test_evaluate_play_and_dream_take_an_agent_without_a_run_folder(shipped, tmp_path, capsys):
     agent, _ = shipped
     out = tmp_path / "results.json"
-    assert main(["evaluate", "--agent", str(agent.folder), "--episodes", "2", "--workers", "1",
-                 "--max-steps", "20", "--out", str(out), "--no-progress"]) == 0
+    assert main(["evaluate", "--agent", str(agent.folder), "--eval.episodes", "2",
+                 "--eval.workers", "1", "--env.max-steps", "20", "--out", str(out),
+                 "--no-progress"]) == 0
     assert json.loads(out.read_text())["summary"]["episodes"] == 2
     assert "a random tiny agent, for tests" in capsys.readouterr().out
     gif = tmp_path / "drive.gif"
@@ -91,6 +92,7 @@ def test_the_shipped_carracing_agent_loads_and_drives(tmp_path):
     assert agent.manifest["score"]["episodes"] == 100 and agent.manifest["label"]
     assert sum(f["bytes"] for f in agent.manifest["files"].values()) <= 12_000_000
     out = tmp_path / "r.json"
-    assert main(["evaluate", "--agent", "carracing", "--episodes", "2", "--workers", "1",
-                 "--max-steps", "30", "--out", str(out), "--no-progress"]) == 0
+    assert main(["evaluate", "--agent", "carracing", "--eval.episodes", "2",
+                 "--eval.workers", "1", "--env.max-steps", "30", "--out", str(out),
+                 "--no-progress"]) == 0
     assert json.loads(out.read_text())["summary"]["episodes"] == 2

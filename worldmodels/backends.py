@@ -1,6 +1,6 @@
-"""Where the parallel work runs: processes on this machine (``--backend local``, the default:
-``worldmodels.rollouts`` and ``worldmodels.commands.collect`` start them, and nothing here is
-used), or a Ray cluster (``--backend ray``, this module; the ``[ray]`` extra).
+"""Where the parallel work runs: processes on this machine (``--cluster.backend local``, the
+default: ``worldmodels.rollouts`` and ``worldmodels.commands.collect`` start them, and nothing
+here is used), or a Ray cluster (``--cluster.backend ray``, this module; the ``[ray]`` extra).
 
 On Ray:
 
@@ -52,7 +52,8 @@ _joined: str | None = None  # the address this process joined ("" for Ray's defa
 
 
 class BackendError(ValueError):
-    """``--backend ray`` cannot run: Ray is not installed, or the cluster cannot be reached."""
+    """``--cluster.backend ray`` cannot run: Ray is not installed, or the cluster cannot be
+    reached."""
 
 
 def is_ray(cluster: ClusterConfig | None) -> TypeGuard[ClusterConfig]:
@@ -65,10 +66,11 @@ def connect(cluster: ClusterConfig) -> Any:
     try:
         import ray
     except ImportError:
-        raise BackendError(f"--backend ray needs Ray, which is not installed: {INSTALL_HINT}") from None
+        raise BackendError("--cluster.backend ray needs Ray, which is not installed: "
+                           f"{INSTALL_HINT}") from None
     global _joined
     address = cluster.ray_address or os.environ.get("RAY_ADDRESS") or None
-    origin = "--ray-address" if cluster.ray_address else "RAY_ADDRESS"
+    origin = "--cluster.ray-address" if cluster.ray_address else "RAY_ADDRESS"
     if ray.is_initialized():
         if _joined is not None and address and address != _joined:
             raise BackendError(f"this process is connected to the Ray cluster at "

@@ -1,8 +1,9 @@
 """The ``worldmodels`` command and its subcommands.
 
 Each subcommand lives in its own module, which defines ``add_arguments(parser)`` and
-``run(args) -> int | None``. Config fields become options automatically (with the field's
-docstring as help) through :func:`add_config_arguments`; a ``--preset`` gives the defaults.
+``run(args) -> int | None``. Config fields become options ``--SECTION.FIELD VALUE`` automatically
+(typed, with the field's docstring as help) through :func:`add_config_arguments`; the repeatable
+``--preset`` gives the defaults (a full preset, then overlays), the options apply over it.
 """
 
 from __future__ import annotations
@@ -15,14 +16,24 @@ import os
 import signal
 import sys
 import threading
-from typing import Any, Iterator, Sequence, TypeVar
+from typing import Any, Iterator, NoReturn, Sequence, get_type_hints
 
 from . import __version__
 from .checkpoint import CheckpointError
-from .config import PRESETS, Preset, field_docs, get_preset, with_overrides
+from .config import (
+    DEFAULT_PRESET,
+    OVERLAYS,
+    PRESETS,
+    SECTIONS,
+    Preset,
+    compose_presets,
+    field_docs,
+    literal_choices,
+    option,
+    with_overrides,
+    with_values,
+)
 from .video import NoDisplayError
-
-T = TypeVar("T")
 
 _C = "worldmodels.commands."
 COMMANDS: list[tuple[str, str, str]] = [
@@ -57,38 +68,72 @@ class CLIError(Exception):
     """A user error: printed as one line, exit status 2."""
 
 
-def add_config_arguments(parser: argparse.ArgumentParser, cls: type,
+class UsageError(CLIError):
+    """A command line argparse refuses (unknown option, bad value): one line naming it."""
+
+    def __init__(self, prog: str, message: str) -> None:
+        super().__init__(message)
+        self.prog = prog
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:  # one line, like every other refusal
+        raise UsageError(self.prog, message)
+
+
+def add_config_arguments(parser: argparse.ArgumentParser, section: str,
                          exclude: Sequence[str] = (), title: str | None = None) -> None:
-    """Add ``--field-name`` for each field of config dataclass ``cls`` (default: the preset's)."""
-    docs = field_docs(cls)
-    group = parser.add_argument_group(title or f"{cls.__name__} (defaults from --preset)")
+    """Add ``--SECTION.FIELD`` for each field of config ``section`` (``rnn``, ``env``, ...):
+    typed from the dataclass (a ``Literal`` field takes its values, a bool field
+    ``--SECTION.FIELD/--no-SECTION.FIELD``), with the field's docstring as help. An option not
+    given keeps the value of the presets."""
+    cls = SECTIONS[section]
+    docs, hints, choices = field_docs(cls), get_type_hints(cls), literal_choices(cls)
+    summary = (cls.__doc__ or "").split("\n")[0].rstrip(".")
+    group = parser.add_argument_group(title or f"{section}: {summary} (defaults from --preset)")
     for f in dataclasses.fields(cls):
         if f.name in exclude:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        default = f.default if f.default is not dataclasses.MISSING else None
-        kind = type(default)
+        flag, dest, kind = option(section, f.name), f"{section}.{f.name}", hints[f.name]
         if kind is bool:
-            group.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
+            group.add_argument(flag, dest=dest, action=argparse.BooleanOptionalAction,
                                default=None, help=docs.get(f.name))
+        elif f.name in choices:
+            group.add_argument(flag, dest=dest, choices=choices[f.name],
+                               type=type(choices[f.name][0]), default=None, help=docs.get(f.name))
         else:
-            group.add_argument(flag, dest=f.name, type=kind, default=None,
-                               metavar=f.name.upper(), help=docs.get(f.name))
+            group.add_argument(flag, dest=dest, type=kind, default=None,
+                               metavar=kind.__name__.upper(), help=docs.get(f.name))
 
 
-def config_from_args(args: argparse.Namespace, base: T) -> T:
-    """``base`` with every option the user gave on the command line replaced."""
-    names = {f.name for f in dataclasses.fields(base)}  # type: ignore[arg-type]
-    return with_overrides(base, {k: v for k, v in vars(args).items() if k in names})
+def _given(args: argparse.Namespace, section: str | None = None) -> dict[str, Any]:
+    """The ``SECTION.FIELD`` options given on the command line (of ``section`` only, if given)."""
+    return {key: value for key, value in vars(args).items()
+            if "." in key and value is not None
+            and (section is None or key.partition(".")[0] == section)}
 
 
-def add_preset_argument(parser: argparse.ArgumentParser, default: str = "laptop") -> None:
-    parser.add_argument("--preset", default=default, choices=sorted(PRESETS),
-                        help=f"named configuration giving the defaults (default: {default})")
+def add_preset_argument(parser: argparse.ArgumentParser) -> None:
+    overlays = "; ".join(f"{name}: {overlay.doc}" for name, overlay in OVERLAYS.items())
+    parser.add_argument(
+        "--preset", action="append", choices=[*sorted(PRESETS), *OVERLAYS], metavar="NAME",
+        help=f"named configuration giving the defaults; repeatable: a full preset "
+             f"({', '.join(sorted(PRESETS))}; default: {DEFAULT_PRESET}), then overlays applied "
+             f"over it in order ({overlays}); --SECTION.FIELD options apply over all of them")
 
 
 def preset_from_args(args: argparse.Namespace) -> Preset:
-    return get_preset(args.preset)
+    """The presets of ``--preset`` composed in order, then every ``--SECTION.FIELD`` given."""
+    return with_values(compose_presets(getattr(args, "preset", None) or ()), _given(args))
+
+
+def config_from_args(args: argparse.Namespace, section: str) -> Any:
+    """Config ``section`` of the composed presets with the ``--SECTION.FIELD`` options given;
+    unlike :func:`preset_from_args`, the other sections are not checked against it (a stage
+    command reads only its own sections)."""
+    base = getattr(compose_presets(getattr(args, "preset", None) or ()), section)
+    return with_overrides(base, {key.partition(".")[2]: value
+                                 for key, value in _given(args, section).items()})
 
 
 def add_agent_argument(parser: argparse._ActionsContainer) -> None:
@@ -124,8 +169,8 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="worldmodels",
+    parser = _Parser(
+        prog="worldmodels", allow_abbrev=False,
         description="World Models (Ha & Schmidhuber, 2018): learn a generative model of "
                     "CarRacing and train a controller inside its dream.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -142,17 +187,36 @@ def build_parser() -> argparse.ArgumentParser:
     for name, module_name, help_text in COMMANDS:
         module = importlib.import_module(module_name)
         p = sub.add_parser(name, help=help_text, description=(module.__doc__ or help_text).strip(),
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
         module.add_arguments(p)
-        p.set_defaults(_run=module.run)
+        p.set_defaults(_run=module.run, _parser=p)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """``parser``'s arguments; an unknown option is refused by name, pointing an option of the
+    old flat syntax (``--epochs``) to its ``--SECTION.FIELD`` spelling (``--rnn.epochs``)."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = args._parser
+        options = [s for action in command._actions for s in action.option_strings]
+        near = [o for u in unknown if u.startswith("--") for o in options
+                if o.endswith("." + u[2:].partition("=")[0])]
+        hint = (f"; did you mean {' or '.join(near)}?" if near else
+                "; config options are --SECTION.FIELD VALUE, see --help"
+                if any("." in o for o in options) else "")
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
     if args.threads is not None and args.threads < 1:
         parser.error(f"--threads must be >= 1, got {args.threads}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = parse_args(build_parser(), argv)
+    except UsageError as e:
+        print(f"{e.prog}: error: {e}", file=sys.stderr)
+        return 2
     import torch
 
     threads, why = choose_threads(args.threads)

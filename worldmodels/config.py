@@ -8,14 +8,19 @@ Presets:
 - ``debug``: seconds per stage; for smoke tests and trying the commands.
 - ``laptop``: the whole pipeline in about an hour or two on a 2-core CPU machine, C trained
   in the real env (the paper's CarRacing protocol).
-- ``laptop-dream``: the same V and M sizes, C trained only in M's dream over 4 iterative
-  rounds (``worldmodels.commands.iterate``).
+- ``laptop-dream``: ``laptop`` with the ``dream`` overlay: the same V and M sizes, C trained only
+  in M's dream over 4 iterative rounds (``worldmodels.commands.iterate``).
 - ``paper``: the sizes of Ha & Schmidhuber (2018) for CarRacing.
 - ``doom-debug``, ``doom-laptop``, ``doom-paper``: VizDoom Take Cover, C trained only in M's
   dream (the paper's section 4), needs the ``[doom]`` extra.
 
+Overlays (``OVERLAYS``) are partial presets, a few ``SECTION.FIELD`` values applied over a full
+preset: ``--preset laptop --preset dream --preset dropout``. On the command line every field is
+an option ``--SECTION.FIELD VALUE`` (``--rnn.epochs 30``, ``--controller.dream-start branch``;
+underscores written as dashes), applied over all the presets.
+
 Every preset runs its parallel work on this machine (``ClusterConfig.backend = "local"``);
-``--backend ray`` (``--set cluster.backend=ray`` in ``pipeline``) runs it on a Ray cluster.
+``--cluster.backend ray`` runs it on a Ray cluster.
 """
 
 from __future__ import annotations
@@ -26,19 +31,35 @@ import inspect
 import json
 import math
 from dataclasses import dataclass, field, fields, replace
-from typing import Any, TypeVar
+from functools import cache
+from typing import Any, Literal, Mapping, Sequence, TypeVar, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
 
 
+def option(section: str, name: str) -> str:
+    """The command-line option of config field ``name`` of ``section``: ``--rnn.seq-len``."""
+    return f"--{section}.{name.replace('_', '-')}"
+
+
+@cache
+def literal_choices(cls: type) -> dict[str, tuple[Any, ...]]:
+    """The fields of config dataclass ``cls`` typed ``Literal[...]``, and their values."""
+    return {name: get_args(hint) for name, hint in get_type_hints(cls).items()
+            if get_origin(hint) is Literal}
+
+
 def _check(cfg: Any, *, positive: tuple[str, ...] = (), at_least_one: tuple[str, ...] = (),
            non_negative: tuple[str, ...] = (), fraction: tuple[str, ...] = (),
-           unit: tuple[str, ...] = (), choices: dict[str, tuple[str, ...]] | None = None
-           ) -> None:
-    """Refuse a config with a non-finite float or a value out of its field's range, naming
-    the field, before any stage writes anything (``__post_init__`` of every config)."""
+           unit: tuple[str, ...] = ()) -> None:
+    """Refuse a config with a non-finite float, a value out of its field's range or a
+    ``Literal`` field holding another value, naming the field, before any stage writes
+    anything (``__post_init__`` of every config)."""
+    cls: type = type(cfg)
+
     def name_of(field_name: str) -> str:  # the config field and its command-line option
-        return f"{type(cfg).__name__}.{field_name} (--{field_name.replace('_', '-')})"
+        section = next(name for name, section_cls in SECTIONS.items() if section_cls is cls)
+        return f"{cls.__name__}.{field_name} ({option(section, field_name)})"
 
     for f in fields(cfg):
         value = getattr(cfg, f.name)
@@ -53,7 +74,7 @@ def _check(cfg: Any, *, positive: tuple[str, ...] = (), at_least_one: tuple[str,
             value = getattr(cfg, field_name)
             if not test(value):
                 raise ValueError(f"{name_of(field_name)} must be {what}, got {value}")
-    for field_name, allowed in (choices or {}).items():
+    for field_name, allowed in literal_choices(cls).items():
         if getattr(cfg, field_name) not in allowed:
             raise ValueError(f"{name_of(field_name)} must be one of {allowed}, "
                              f"got {getattr(cfg, field_name)!r}")
@@ -87,9 +108,10 @@ class CollectConfig:
     """Parallel worker processes."""
     max_steps: int = 1000
     """Steps per episode at most (episodes also end when the env terminates)."""
-    policy: str = "brownian"
-    """Data-collection policy: ``brownian`` (temporally correlated), ``random`` (uniform) or ``agent`` (the
-    World Models agent of ``controller``)."""
+    policy: Literal["brownian", "random", "sticky", "agent"] = "brownian"
+    """Data-collection policy: CarRacing's ``brownian`` (temporally correlated) or ``random`` (uniform), Take
+    Cover's ``random`` or ``sticky`` (each action held 1-50 steps), or ``agent`` (the World Models agent of
+    ``controller``)."""
     seed: int = 0
     """Base seed; each episode's env and policy seed derive from it and the episode index."""
     controller: str = ""
@@ -188,7 +210,7 @@ class MDNRNNConfig:
 class ControllerConfig:
     """C and its training with CMA-ES."""
 
-    mode: str = "dream"
+    mode: Literal["dream", "real"] = "dream"
     """Where candidates are scored: ``dream`` (batched, inside M) or ``real`` (CarRacing)."""
     popsize: int = 64
     """CMA-ES population size."""
@@ -215,7 +237,7 @@ class ControllerConfig:
     dream_dropout: float = 0.0
     """Dropout's Dream Land: drop entries of z and h at M's LSTM input in the dream, one mask per dream
     episode, so each episode is a slightly different world (0: off)."""
-    dream_start: str = "first"
+    dream_start: Literal["first", "branch"] = "first"
     """Where dreams start: ``first`` (a real first frame, h = 0, the paper) or ``branch`` (M's state
     mid-episode on the newest real data, so C is scored where M has data; use a short dream_max_steps)."""
     use_mu: bool = False
@@ -238,10 +260,10 @@ class ControllerConfig:
                              "eval_episodes", "workers"),
                non_negative=("temperature", "real_max_steps", "eval_every", "exploit_gap",
                              "reward_penalty", "seed"),
-               fraction=("dream_dropout",), unit=("done_threshold",),
-               choices={"mode": ("dream", "real"), "dream_start": ("first", "branch")})
+               fraction=("dream_dropout",), unit=("done_threshold",))
         if self.popsize < 2:
-            raise ValueError(f"ControllerConfig.popsize (--popsize) must be >= 2, got {self.popsize}")
+            raise ValueError("ControllerConfig.popsize (--controller.popsize) must be >= 2, "
+                             f"got {self.popsize}")
 
 
 @dataclass(frozen=True)
@@ -284,7 +306,7 @@ class ClusterConfig:
     """Where collection, real-env episodes and dream populations run: processes on this machine, or a Ray
     cluster (``worldmodels.backends``)."""
 
-    backend: str = "local"
+    backend: Literal["local", "ray"] = "local"
     """``local`` (worker processes on this machine) or ``ray`` (Ray tasks and actors of one CPU each, as many
     as ``workers``; needs the ``[ray]`` extra; output folders and checkpoints on storage every node sees)."""
     ray_address: str = ""
@@ -292,7 +314,7 @@ class ClusterConfig:
     (``RAY_ADDRESS``, else the cluster last started on this machine, else a new one here)."""
 
     def __post_init__(self) -> None:
-        _check(self, choices={"backend": ("local", "ray")})
+        _check(self)
 
 
 @dataclass(frozen=True)
@@ -314,16 +336,69 @@ class Preset:
 
         world = world_of(self.env.env_id)  # unknown id: ValueError listing the known ones
         if self.rnn.action_dim != world.action_dim:
-            raise ValueError(f"MDNRNNConfig.action_dim (--action-dim) is {self.rnn.action_dim}, "
+            raise ValueError(f"MDNRNNConfig.action_dim (--rnn.action-dim) is {self.rnn.action_dim}, "
                              f"but {self.env.env_id} has {world.action_dim} action inputs")
         if self.controller.mode == "dream" and world.dream_reward == "head" \
                 and not self.rnn.predict_reward:
             raise ValueError("controller.mode 'dream' in this world needs M's reward head "
-                             "(MDNRNNConfig.predict_reward, --predict-reward)")
+                             "(MDNRNNConfig.predict_reward, --rnn.predict-reward)")
         if self.controller.mode == "dream" and not self.rnn.predict_done \
                 and world.dream_reward == "survival":
             raise ValueError("controller.mode 'dream' in this world counts the steps until M's "
-                             "done head fires (MDNRNNConfig.predict_done, --predict-done)")
+                             "done head fires (MDNRNNConfig.predict_done, --rnn.predict-done)")
+
+
+SECTIONS: dict[str, type] = {name: hint for name, hint in get_type_hints(Preset).items()
+                             if name != "name"}
+"""The config sections of a :class:`Preset` (``env``, ``collect``, ...), and their dataclasses."""
+
+
+def get_preset(name: str) -> Preset:
+    """Return the named full preset, or raise a ValueError listing the known names."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)} "
+                         f"(overlays, after one of them: {sorted(OVERLAYS)})") from None
+
+
+def with_overrides(cfg: T, overrides: dict[str, Any]) -> T:
+    """``cfg`` with the given fields replaced; ``None`` values are ignored."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    names = {f.name for f in fields(cfg)}  # type: ignore[arg-type]
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"{type(cfg).__name__}: unknown fields {sorted(unknown)}")
+    return replace(cfg, **values)  # type: ignore[type-var]
+
+
+def with_values(preset: Preset, values: Mapping[str, Any]) -> Preset:
+    """``preset`` with the ``SECTION.FIELD`` entries of ``values`` replaced (``None``: kept)."""
+    changes: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        section, _, name = key.partition(".")
+        if section not in SECTIONS:
+            raise ValueError(f"{key!r}: unknown config section {section!r}; "
+                             f"use one of {list(SECTIONS)}")
+        changes.setdefault(section, {})[name] = value
+    return replace(preset, **{section: with_overrides(getattr(preset, section), fields)
+                              for section, fields in changes.items()})
+
+
+def compose_presets(names: Sequence[str]) -> Preset:
+    """A full preset (the first name, else ``DEFAULT_PRESET``) with the named overlays applied
+    in order; its name joins the names with ``+`` (``laptop+dream``)."""
+    names = list(names)
+    if not names or names[0] in OVERLAYS:
+        names.insert(0, DEFAULT_PRESET)
+    preset = get_preset(names[0])
+    for name in names[1:]:
+        if name not in OVERLAYS:
+            get_preset(name)  # unknown: a ValueError listing the presets
+            raise ValueError(f"--preset {name} is a full preset: name it first, and only "
+                             f"overlays ({', '.join(OVERLAYS)}) after it")
+        preset = with_values(preset, OVERLAYS[name].values)
+    return replace(preset, name="+".join(names)) if len(names) > 1 else preset
 
 
 PRESETS: dict[str, Preset] = {
@@ -368,15 +443,45 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-# C learns only in M's dream, with iterative rounds (C drives, M learns from what it did, C
-# learns again in the new dream): the `laptop` data, V and M. Not yet the default: it scores
-# below `laptop` (docs/dream_experiments.md).
-PRESETS["laptop-dream"] = replace(
-    PRESETS["laptop"], name="laptop-dream",
-    controller=ControllerConfig(mode="dream", popsize=32, rollouts_per_candidate=8,
-                                generations=60, eval_every=20, eval_episodes=8),
-    iterate=IterateConfig(rounds=4, episodes=40),
-)
+@dataclass(frozen=True)
+class Overlay:
+    """A partial preset: a few fields, applied over a full preset (``--preset laptop --preset dream``)."""
+
+    doc: str
+    """One line on what it changes (shown by ``--help``)."""
+    values: dict[str, Any]
+    """``SECTION.FIELD`` -> value."""
+
+
+OVERLAYS: dict[str, Overlay] = {
+    # C learns only in M's dream, with iterative rounds (C drives, M learns from what it did,
+    # C learns again in the new dream). Not yet the default over `laptop`: it scores below it
+    # (docs/dream_experiments.md).
+    "dream": Overlay(
+        "C only in M's dream (CMA-ES 32 x 8 dreams, 60 generations), 4 iterative rounds of 40 "
+        "episodes", {
+            "controller.mode": "dream", "controller.popsize": 32,
+            "controller.rollouts_per_candidate": 8, "controller.generations": 60,
+            "controller.eval_every": 20, "controller.eval_episodes": 8,
+            "controller.real_max_steps": 0, "iterate.rounds": 4, "iterate.episodes": 40}),
+    # Dropout's Dream Land: E1-E2 of docs/dream_experiments.md, the shipped carracing agent.
+    "dropout": Overlay(
+        "Dropout's Dream Land masks: M trained with dropout 0.05 on z and h, dreamt with 0.1",
+        {"rnn.dropout": 0.05, "controller.dream_dropout": 0.1}),
+    # E5 of docs/dream_experiments.md: no exploit over 3 rounds.
+    "branch": Overlay(
+        "dreams of 200 steps branched from M's state on the newest real data, 32 per candidate",
+        {"controller.dream_start": "branch", "controller.dream_max_steps": 200,
+         "controller.rollouts_per_candidate": 32}),
+}
+"""Partial presets, applied in the order named over a full preset of ``PRESETS``."""
+
+DEFAULT_PRESET = "laptop"
+"""The full preset of a command given no ``--preset`` (or only overlays)."""
+
+
+PRESETS["laptop-dream"] = replace(with_values(PRESETS["laptop"], OVERLAYS["dream"].values),
+                                  name="laptop-dream")
 
 # The second world (the paper's section 4): VizDoom Take Cover, C trained only in M's dream.
 # M has a done head and no reward head (a dream pays 1 per step survived), C one output
@@ -431,14 +536,6 @@ ADDED_FIELDS: dict[str, Any] = {
 started by 0.1.0 (whose config.json lacks them) resumes when they hold these values."""
 
 
-def get_preset(name: str) -> Preset:
-    """Return the named preset, or raise a ValueError listing the known names."""
-    try:
-        return PRESETS[name]
-    except KeyError:
-        raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}") from None
-
-
 def to_dict(cfg: Any) -> dict:
     """A config as plain JSON-able data (nested dataclasses become dicts)."""
     return dataclasses.asdict(cfg)
@@ -459,9 +556,7 @@ def from_dict(cls: type[T], data: dict) -> T:
 
 
 def _dataclass_types() -> dict[str, type]:
-    return {c.__name__: c for c in (EnvConfig, CollectConfig, VAEConfig, MDNRNNConfig,
-                                    ControllerConfig, EvalConfig, IterateConfig, ClusterConfig,
-                                    Preset)}
+    return {c.__name__: c for c in (*SECTIONS.values(), Preset)}
 
 
 def to_json(cfg: Any) -> str:
@@ -479,13 +574,3 @@ def field_docs(cls: type) -> dict[str, str]:
                 and isinstance(nxt.value.value, str)):
             docs[node.target.id] = " ".join(nxt.value.value.split())
     return docs
-
-
-def with_overrides(cfg: T, overrides: dict[str, Any]) -> T:
-    """``cfg`` with the given fields replaced; ``None`` values are ignored."""
-    values = {k: v for k, v in overrides.items() if v is not None}
-    names = {f.name for f in fields(cfg)}  # type: ignore[arg-type]
-    unknown = set(values) - names
-    if unknown:
-        raise ValueError(f"{type(cfg).__name__}: unknown fields {sorted(unknown)}")
-    return replace(cfg, **values)  # type: ignore[type-var]

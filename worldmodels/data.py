@@ -25,7 +25,7 @@ import re
 import warnings
 import zipfile
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable, Iterator, TypeVar
 
 import numpy as np
 
@@ -161,13 +161,18 @@ def read_manifest(folder: str | os.PathLike) -> list[dict]:
 
 
 def append_manifest(folder: str | os.PathLike, entry: dict) -> None:
-    """Append one finished episode; a single short write with fsync, so lines stay whole.
+    """Append one finished episode to ``folder/manifest.jsonl`` (:func:`append_jsonl`)."""
+    append_jsonl(Path(folder) / MANIFEST, entry)
+
+
+def append_jsonl(path: str | os.PathLike, entry: dict) -> None:
+    """Append one JSON line; a single short write with fsync, so lines stay whole.
 
     A last line cut short by a crash (or a full disk) is dropped first, so that the new line
-    starts on a line of its own and the manifest stays readable (its episode is redone).
+    starts on a line of its own and the file stays readable (its record is redone).
     """
     line = json.dumps(entry, sort_keys=True) + "\n"
-    path = Path(folder) / MANIFEST
+    path = Path(path)
     if path.is_file():
         with open(path, "r+b") as f:
             size = f.seek(0, os.SEEK_END)
@@ -247,3 +252,38 @@ def read_episode(folder: Path, entry: dict, kind: str = "rollout",
     if length != int(entry["length"]):
         raise ShardError(f"shard {path} has {length} steps, its manifest says {entry['length']}")
     return arrays
+
+
+C = TypeVar("C")  # a chunk of frames: an episode, a window of episodes
+
+
+def batches_across(chunks: Iterable[C], batch_size: int, frames: Callable[[C], np.ndarray]
+                   ) -> Iterator[tuple[np.ndarray, list[tuple[C, int, int]]]]:
+    """Cut a stream of chunks (episodes, windows of episodes) into batches of ``batch_size``
+    frames that run across the chunks' boundaries, so that every batch but the last is full.
+
+    ``frames(chunk)`` is a chunk's array of frames. Yields ``(batch, pieces)``: the batch's
+    frames and where they came from, ``(chunk, start, end)`` for ``frames(chunk)[start:end]``.
+    A batch of a single piece is a view, not a copy.
+    """
+    parts: list[np.ndarray] = []
+    pieces: list[tuple[C, int, int]] = []
+    filled = 0
+    for chunk in chunks:
+        array = frames(chunk)
+        start = 0
+        while start < len(array):
+            take = min(batch_size - filled, len(array) - start)
+            parts.append(array[start:start + take])
+            pieces.append((chunk, start, start + take))
+            start += take
+            filled += take
+            if filled == batch_size:
+                yield _concatenate(parts), pieces
+                parts, pieces, filled = [], [], 0
+    if pieces:
+        yield _concatenate(parts), pieces
+
+
+def _concatenate(parts: list[np.ndarray]) -> np.ndarray:
+    return parts[0] if len(parts) == 1 else np.concatenate(parts)

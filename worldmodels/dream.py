@@ -45,11 +45,12 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
-from .mdnrnn import MDNRNN, load_mdnrnn
+from .mdnrnn import MDNRNN, State, done_from_logit, load_mdnrnn, sample_z
 from .vae import ConvVAE, decode_frames, frames_to_tensor
 from .worlds import ACTION_MAPS, map_controller_output
 
@@ -509,6 +510,41 @@ class BatchedDream:
                     break
         # Cloned outside inference mode: callers get an ordinary tensor.
         return s.ret.view(P, n).cpu().clone()
+
+
+class DreamStep(NamedTuple):
+    """What :func:`reference_dream` returns: one step of B dreams."""
+
+    z: torch.Tensor                 # B x Z, z_t+1 sampled from the mixture
+    h: torch.Tensor                 # B x H, M's LSTM output h_t+1
+    state: State                    # (h, c) to give the next step
+    reward: torch.Tensor | None     # B, reward_t (None: M has no reward head)
+    done: torch.Tensor | None       # B bool, terminated this step (None: no done head)
+
+
+def reference_dream(mdnrnn: MDNRNN, z: torch.Tensor, action: torch.Tensor, state: State,
+                    temperature: float = 1.0, generator: torch.Generator | None = None,
+                    done_threshold: float = 0.5, reward_penalty: float = 0.0,
+                    mask: torch.Tensor | None = None) -> DreamStep:
+    """One dream step written straight from M's definition (the module docstring), with none
+    of :class:`BatchedDream`'s speed-ups: the oracle its tests compare it with and the
+    baseline ``worldmodels bench`` times it against.
+
+    Each of the B rows is a dream on its own (no common random numbers, no freezing of
+    finished dreams: the caller keeps them). ``state`` starts as ``mdnrnn.initial_state(B)``;
+    ``mask`` (B x (Z + H + A), BatchedDream's dropout masks) scales z and h before the LSTM.
+    """
+    h0, c0 = state
+    if mask is not None:
+        Z, H = mdnrnn.z_dim, mdnrnn.hidden_size
+        z, h0 = z * mask[:, :Z], h0 * mask[:, Z:Z + H]
+    out, h, state = mdnrnn.step(z, action, (h0, c0))
+    reward = out.reward
+    if reward is not None and mdnrnn.reward_heads > 1:  # the ensemble's mean, less its doubt
+        std, mean = torch.std_mean(reward, dim=-1, correction=0)
+        reward = mean - reward_penalty * std
+    done = None if out.done_logit is None else done_from_logit(out.done_logit, done_threshold)
+    return DreamStep(sample_z(out, temperature, generator), h, state, reward, done)
 
 
 def branch_starts(mdnrnn: MDNRNN, latent_dirs, n: int, seed: int = 0,

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
-from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
+
+from .video import gif_bytes
 
 
 class Logger:
@@ -127,15 +128,6 @@ def _dedupe_csv(path: Path) -> None:
         writer.writerows(last.values())
         text = buf.getvalue()
     atomic_write(path, lambda p: p.write_text(text, newline=""))
-
-
-def gif_bytes(frames: np.ndarray, fps: int = 20) -> bytes:
-    """Encode T x H x W x 3 uint8 frames as a looping GIF."""
-    images = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]
-    buf = io.BytesIO()
-    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
-                   duration=max(1, round(1000 / fps)), loop=0)
-    return buf.getvalue()
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:

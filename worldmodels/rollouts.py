@@ -14,7 +14,7 @@ import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -101,7 +101,7 @@ class EpisodeRunner:
     """Real-env episodes of the World Models agent with given C parameters, or of a policy.
 
     ``workers`` <= 1 runs in this process; more start a pool of spawned processes (on first
-    use), each loading V and M once. With ``pool`` (``--backend ray``), the episodes run on
+    use), each loading V and M once. With ``pool`` (``--cluster.backend ray``), the episodes run on
     that pool's Ray actors instead (``worldmodels.backends``), ``workers`` unused. Results come
     back in task order.
     """
@@ -124,13 +124,17 @@ class EpisodeRunner:
         self._pool: ProcessPoolExecutor | None = None
         self.ray_pool = pool  # owned by the caller, who closes it
 
-    def run(self, tasks: Sequence[Task],
-            progress: tqdm | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """-> (returns float64, lengths int64), one per task; ``progress`` advances per episode."""
-        results = []
+    def run(self, tasks: Sequence[Task], progress: tqdm | None = None,
+            on_result: Callable[[int, float, int], None] | None = None
+            ) -> tuple[np.ndarray, np.ndarray]:
+        """-> (returns float64, lengths int64), one per task; ``progress`` advances per episode,
+        ``on_result(task_index, return, length)`` is called as each one finishes (in order)."""
+        results: list[tuple[float, int]] = []
         threads = torch.get_num_threads()
         try:
             for result in self._imap(list(tasks)):
+                if on_result is not None:
+                    on_result(len(results), float(result[0]), int(result[1]))
                 results.append(result)
                 if progress is not None:
                     progress.update(1)

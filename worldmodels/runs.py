@@ -5,6 +5,8 @@ folder is refused instead of mixing two runs.
 Rules shared by every stage: rerunning the same command resumes; a finished stage is not
 redone; a folder started with another config is refused (so nothing finished is
 overwritten and no run silently mixes two configs).
+
+:class:`RunLayout` names the folders and files of a whole pipeline run, once.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
@@ -20,6 +23,9 @@ from .utils import atomic_write_json, read_json, remove_stale_temp_files
 CONFIG = "config.json"
 DONE = "done.json"
 LOCK = "run.lock"
+COLLECT_JSON = "collect.json"  # the record of a rollouts folder
+ENCODE_JSON = "encode.json"    # the record of a latents folder
+RECORD_FILES = (CONFIG, COLLECT_JSON, ENCODE_JSON)
 
 _HELD: dict[str, IO] = {}  # folders this process owns: resolved path -> its open lock file
 
@@ -66,6 +72,15 @@ def start_run(folder: str | os.PathLike, config: dict[str, Any], stage: str,
     stage (``collect.json``, ``encode.json``).
     """
     folder = Path(folder)
+    # Another kind of stage's folder (`collect --out <latents>`, `encode --data X --out X`):
+    # refused before the lock is taken, so the folder is left untouched.
+    others = [folder / name for name in RECORD_FILES if name != filename
+              and (folder / name).is_file()]
+    if others:
+        other = read_json(others[0])
+        kind = other.get("stage", others[0].stem) if isinstance(other, dict) else others[0].stem
+        raise RunConfigMismatch(f"{folder} holds a {kind} run ({others[0].name}), not a {stage} "
+                                f"run; give {stage} a folder of its own")
     folder.mkdir(parents=True, exist_ok=True)
     taken = _lock(folder, stage)   # before reading the config: no two runs race past the check
     if taken:  # this run owns the folder: what a killed writer left half-written goes
@@ -109,6 +124,109 @@ def mark_done(folder: str | os.PathLike, summary: dict[str, Any]) -> None:
 
 def read_done(folder: str | os.PathLike) -> dict[str, Any]:
     return read_json(Path(folder) / DONE)
+
+
+def print_already_finished(stage: str, what: str | os.PathLike, detail: str = "") -> None:
+    """Say that ``stage``'s result ``what`` is already there, so it is not redone: the one
+    wording of every stage's skip (``detail``: what the finished result holds)."""
+    print(f"{stage}: {what} is already finished" + (f" ({detail})" if detail else "")
+          + "; nothing to do")
+
+
+VAE_CHECKPOINT = "vae.pt"
+MDNRNN_CHECKPOINT = "mdnrnn.pt"
+CONTROLLER_LATEST = "controller.pt"
+"""C's latest CMA-ES mean, with the ES history to resume from."""
+CONTROLLER_BEST = "controller_best.pt"
+"""The C with the best real-env validation score (only when C ran real evaluations)."""
+TB = "tb"
+"""A stage folder's TensorBoard folder, when the stage runs alone."""
+
+
+@dataclass(frozen=True)
+class RunLayout:
+    """Where a pipeline run (``worldmodels pipeline --run-dir RUN``) keeps everything::
+
+        RUN/rollouts/  vae/vae.pt  latents/  rnn/mdnrnn.pt  controller/controller{,_best}.pt
+        RUN/eval/results.json  tb/<stage>/  timings.json  preset.json  iterate.json
+        RUN/rounds/NN/{rollouts,latents,rnn,controller}/  tb/rounds/NN/<stage>/  (iterate)
+
+    ``RunLayout(RUN).round(k)`` is iterate's round k: its own rollouts, latents, M and C under
+    ``rounds/NN``, with the run's V and the run's files.
+    """
+
+    root: Path
+    k: int = 0
+    """The round: 0 for the pipeline's own stages, k >= 1 for iterate's round k."""
+
+    def round(self, k: int) -> "RunLayout":
+        return replace(self, k=k)
+
+    @property
+    def folder(self) -> Path:
+        """The folder of this round's stages: RUN, or RUN/rounds/NN."""
+        return self.root if self.k == 0 else self.root / "rounds" / f"{self.k:02d}"
+
+    def tb(self, stage: str = "") -> Path:
+        """The TensorBoard folder of ``stage``: RUN/tb/<stage>, in a round
+        RUN/tb/rounds/NN/<stage> (no stage: the folder of them all)."""
+        return self.root / TB / self.folder.relative_to(self.root) / stage
+
+    @property
+    def rollouts(self) -> Path:
+        return self.folder / "rollouts"
+
+    @property
+    def latents(self) -> Path:
+        return self.folder / "latents"
+
+    @property
+    def vae_dir(self) -> Path:
+        return self.root / "vae"  # one V for every round: a new V would orphan every latent
+
+    @property
+    def vae(self) -> Path:
+        return self.vae_dir / VAE_CHECKPOINT
+
+    @property
+    def rnn_dir(self) -> Path:
+        return self.folder / "rnn"
+
+    @property
+    def rnn(self) -> Path:
+        return self.rnn_dir / MDNRNN_CHECKPOINT
+
+    @property
+    def controller_dir(self) -> Path:
+        return self.folder / "controller"
+
+    @property
+    def controller(self) -> Path:
+        return self.controller_dir / CONTROLLER_LATEST
+
+    @property
+    def controller_best(self) -> Path:
+        return self.controller_dir / CONTROLLER_BEST
+
+    @property
+    def results(self) -> Path:
+        """The evaluation of the run's final C (``worldmodels evaluate``'s results.json)."""
+        return self.root / "eval" / "results.json"
+
+    @property
+    def timings(self) -> Path:
+        """Wall time per stage, accumulated over reruns."""
+        return self.root / "timings.json"
+
+    @property
+    def preset(self) -> Path:
+        """The resolved preset of the run."""
+        return self.root / "preset.json"
+
+    @property
+    def iterate_summary(self) -> Path:
+        """Per-round summary of iterate."""
+        return self.root / "iterate.json"
 
 
 def _canonical(obj: Any) -> str:

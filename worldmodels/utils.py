@@ -1,15 +1,17 @@
-"""Small shared helpers: atomic file writes, hashing, devices, seeding."""
+"""Small shared helpers: atomic file writes, hashing, devices, seeding, read-ahead."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
+import queue
 import random
 import re
 import tempfile
+import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Generic, Iterable, Iterator, TypeVar
 
 import numpy as np
 import torch
@@ -114,7 +116,6 @@ def exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
     spawned worker can outlive a parent killed while it was still importing) is gone,
     however it died (a SIGKILL leaves it no chance to stop its workers). A daemon thread
     watches the parent's pid."""
-    import threading
     import time
 
     if os.getppid() != parent:
@@ -127,3 +128,76 @@ def exit_with_parent(parent: int, poll_s: float = 0.5) -> None:
                 os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
+
+
+T = TypeVar("T")
+
+
+class _Failed:
+    """The exception that ended a :class:`Prefetch` worker, on its way to the consumer."""
+
+    def __init__(self, error: BaseException):
+        self.error = error
+
+
+_END = object()  # a Prefetch worker's last item: the producer is exhausted
+
+
+class Prefetch(Generic[T]):
+    """Iterate ``items`` in a background thread that runs up to ``ahead`` items ahead of the
+    consumer: shards are read and decompressed while the model computes.
+
+    An exception raised by ``items`` is raised to the consumer, after the items before it.
+    :meth:`close` (or the end of a ``with`` block) stops the thread and waits for it, also
+    when the consumer stops early: it sets ``stop``, which a producer that takes long over
+    one item may pass in and check, to give up that item.
+    """
+
+    def __init__(self, items: Iterable[T], ahead: int, name: str = "prefetch",
+                 stop: threading.Event | None = None):
+        if ahead < 1:
+            raise ValueError(f"ahead must be >= 1, got {ahead}")
+        self.stop = stop if stop is not None else threading.Event()
+        self._items = items
+        self._queue: queue.Queue = queue.Queue(maxsize=ahead)
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            for item in self._items:
+                if not self._put(item):
+                    return
+            self._put(_END)
+        except BaseException as e:  # handed to the consumer, which raises it
+            self._put(_Failed(e))
+        finally:
+            close = getattr(self._items, "close", None)
+            if close is not None:  # a generator stopped early runs its cleanup here
+                close()
+
+    def _put(self, item: object) -> bool:
+        """Queue ``item`` once there is room; False if the consumer stopped first."""
+        while not self.stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[T]:
+        while (item := self._queue.get()) is not _END:
+            if isinstance(item, _Failed):
+                raise item.error
+            yield item
+
+    def close(self) -> None:
+        self.stop.set()
+        self._thread.join()
+
+    def __enter__(self) -> "Prefetch[T]":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -6,6 +6,7 @@ Frames are always RGB uint8, H x W x 3 (a video: T x H x W x 3). Used by ``world
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from pathlib import Path
@@ -44,10 +45,17 @@ def write_video(path: str | os.PathLike, frames: Sequence[np.ndarray] | np.ndarr
     return atomic_write(path, lambda tmp: writer(tmp, frames, fps), suffix=f".tmp{ext}")
 
 
-def _write_gif(path: Path, frames: np.ndarray, fps: int) -> None:
-    images = [Image.fromarray(f) for f in frames]
-    images[0].save(path, format="GIF", save_all=True, append_images=images[1:],
+def gif_bytes(frames: Sequence[np.ndarray] | np.ndarray, fps: int = 20) -> bytes:
+    """T x H x W x 3 uint8 RGB frames as a looping animated GIF."""
+    images = [Image.fromarray(np.ascontiguousarray(f)) for f in frames]
+    buf = io.BytesIO()
+    images[0].save(buf, format="GIF", save_all=True, append_images=images[1:],
                    duration=max(1, round(1000 / fps)), loop=0)
+    return buf.getvalue()
+
+
+def _write_gif(path: Path, frames: np.ndarray, fps: int) -> None:
+    path.write_bytes(gif_bytes(frames, fps))
 
 
 def _write_mp4(path: Path, frames: np.ndarray, fps: int) -> None:

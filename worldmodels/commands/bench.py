@@ -8,9 +8,9 @@ generation, evaluation episodes per minute, and Take Cover's env and collection 
 (``doom``, with the ``[doom]`` extra). Models are the paper's sizes with random
 weights (speed does not depend on training). ``--quick`` finishes in about a minute.
 
-``--backend ray`` (with ``--ray-address``, or Ray's default cluster) measures the Ray backend
-instead: collection episodes/s and real-env ES seconds per generation with 1 and 2 workers, on
-the cluster and locally; from them Ray's scaling efficiency from 1 to 2 workers and its
+``--cluster.backend ray`` (with ``--cluster.ray-address``, or Ray's default cluster) measures the
+Ray backend instead: collection episodes/s and real-env ES seconds per generation with 1 and 2
+workers, on the cluster and locally; from them Ray's scaling efficiency from 1 to 2 workers and its
 overhead against local at equal workers (:func:`bench_ray`).
 
 Benchmarks are not tests: the test suite checks correctness; this reports speed.
@@ -51,8 +51,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", nargs="+", metavar="NAME", choices=sorted(BENCHES),
                         help=f"run only these benchmarks: {', '.join(sorted(BENCHES))}")
     add_device_argument(parser)
-    add_config_arguments(parser, ClusterConfig,
-                         title="--backend ray: measure the Ray backend's scaling (1 vs 2 workers) "
+    add_config_arguments(parser, "cluster",
+                         title="--cluster.backend ray: measure the Ray backend's scaling (1 vs 2 workers) "
                                "and its overhead against local, instead of the stages")
 
 
@@ -273,10 +273,10 @@ def bench_dream(quick: bool, device: torch.device) -> dict[str, float]:
 
 def _reference_dream(model, params: torch.Tensor, init: torch.Tensor, steps: int) -> torch.Tensor:
     """The straightforward dream that :class:`BatchedDream` replaces, for the speed ratio:
-    per step, B controllers act (bmm), M's fused LSTM cell and heads run, z is sampled from
-    the tempered mixture with ``sample_z`` and the done head is thresholded."""
+    per step, B controllers act (bmm), then :func:`~worldmodels.dream.reference_dream` steps
+    (M's fused LSTM cell and heads, ``sample_z``'s Gumbel-max, the done head thresholded)."""
     from ..controller import act_batched, unflatten
-    from ..mdnrnn import done_from_logit, sample_z
+    from ..dream import reference_dream
 
     B = params.shape[0]
     w, b = unflatten(params, model.z_dim + model.hidden_size, model.action_dim)
@@ -288,10 +288,10 @@ def _reference_dream(model, params: torch.Tensor, init: torch.Tensor, steps: int
     with torch.inference_mode():
         for _ in range(steps):
             a = act_batched(w, b, torch.cat([z, state[0][0]], dim=-1))
-            out, _, state = model.step(z, a, state)
-            z = sample_z(out, 1.0, generator=gen)
-            ret += out.reward * alive
-            alive = alive * ~done_from_logit(out.done_logit)
+            z, _, state, reward, done = reference_dream(model, z, a, state, 1.0, gen)
+            assert reward is not None and done is not None  # the paper's M has both heads
+            ret += reward * alive
+            alive = alive * ~done
     return ret
 
 
@@ -476,11 +476,11 @@ def format_table(report: dict[str, Any]) -> str:
 
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
-    cluster = config_from_args(args, ClusterConfig())
+    cluster = config_from_args(args, "cluster")
     if cluster.backend == "ray":
         if args.only:
-            raise CLIError("--only picks the stage benchmarks; --backend ray measures the Ray "
-                           "backend alone")
+            raise CLIError("--only picks the stage benchmarks; --cluster.backend ray measures "
+                           "the Ray backend alone")
         load = os.getloadavg()
         print("measuring ray ...", flush=True)
         results = bench_ray(args.quick, cluster)

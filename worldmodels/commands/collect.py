@@ -7,21 +7,21 @@ worker process that ran it; only the parent appends it to ``OUT/manifest.jsonl``
 shard format is described in ``worldmodels.data``.
 
 An episode ends when the env terminates (lap done, off the playfield) or truncates, or
-after ``--max-steps`` steps; stopping at ``--max-steps`` counts as a time limit
+after ``--collect.max-steps`` steps; stopping there counts as a time limit
 (``truncated`` is True on the last step).
 
 Rerunning the same command resumes: finished episodes are kept, a shard that was written
 but not yet listed (a kill between the two) is checked and listed (or redone if corrupt),
 and temp files left by a kill are deleted. The options that shape the data (policy, seed,
 max steps, env id, frame settings) are recorded in ``OUT/collect.json``; a rerun with
-others is refused. ``--episodes`` may grow (the data set is extended) and ``--workers``
-may change.
+others is refused. ``--collect.episodes`` may grow (the data set is extended) and
+``--collect.workers`` may change.
 
-``--backend ray`` (``worldmodels.backends``) runs each episode as a task on a Ray cluster,
-``--workers`` at once; the task writes its shard into OUT itself, so on several machines OUT
-must be on storage that every node mounts at the same path. Same shards as ``local``; a
-worker killed mid-episode is replaced and its episode run again. The backend may change
-between reruns.
+``--cluster.backend ray`` (``worldmodels.backends``) runs each episode as a task on a Ray
+cluster, ``--collect.workers`` at once; the task writes its shard into OUT itself, so on several
+machines OUT must be on storage that every node mounts at the same path. Same shards as
+``local``; a worker killed mid-episode is replaced and its episode run again. The backend may
+change between reruns.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ import time
 import warnings
 from dataclasses import replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 from tqdm import tqdm
@@ -45,7 +45,6 @@ from ..cli import (
     add_config_arguments,
     add_preset_argument,
     config_from_args,
-    preset_from_args,
     sigterm_as_interrupt,
 )
 from ..config import ClusterConfig, CollectConfig, EnvConfig, to_dict
@@ -58,11 +57,11 @@ from ..data import (
     shard_name,
     write_shard,
 )
+from ..runs import COLLECT_JSON as RUN_FILE
 from ..runs import mark_done, start_run
 from ..seeds import derive_seed
 from ..utils import exit_with_parent, remove_stale_temp_files, sha256_file
 
-RUN_FILE = "collect.json"
 _POLICY_STREAM = 1  # extra seed key, so the policy's numbers differ from the track's
 _MIX_STREAM = 2     # extra seed key of the per-episode choice agent / brownian
 
@@ -206,8 +205,8 @@ def _ray_worker(index: int, out_dir: str, cfg: CollectConfig, env_cfg: EnvConfig
 
 def run_config(cfg: CollectConfig, env_cfg: EnvConfig) -> dict:
     """What ``collect.json`` records: every option that changes the data."""
-    record = {"policy": cfg.policy, "seed": cfg.seed, "max_steps": cfg.max_steps,
-              "env": to_dict(env_cfg)}
+    record: dict[str, Any] = {"policy": cfg.policy, "seed": cfg.seed, "max_steps": cfg.max_steps,
+                              "env": to_dict(env_cfg)}
     if cfg.policy == "agent":
         record.update(controller_sha256=_controller_sha256(cfg.controller),
                       action_noise=cfg.action_noise, brownian_share=cfg.brownian_share)
@@ -224,7 +223,8 @@ def _check_config(cfg: CollectConfig, env_cfg: EnvConfig) -> None:
     world = world_of(env_cfg.env_id)                   # unknown env id: ValueError listing ids
     if cfg.policy == "agent":
         if not cfg.controller or not Path(cfg.controller).is_file():
-            raise ValueError(f"policy 'agent' needs --controller C.pt; not a file: {cfg.controller!r}")
+            raise ValueError("policy 'agent' needs --collect.controller C.pt; not a file: "
+                             f"{cfg.controller!r}")
         agent = _load_agent(str(cfg.controller))  # V, M and their hashes checked before any episode
         check_controller_world(agent.controller.action_map, env_cfg.env_id, cfg.controller)
         if cfg.brownian_share > 0:
@@ -260,11 +260,20 @@ def _prepare_folder(out: Path, cfg: CollectConfig) -> list[int]:
     _adopt_orphans(out, cfg, entries)
     todo = []
     for i in range(cfg.episodes):
-        if i in entries and not (out / entries[i]["file"]).is_file():
-            warnings.warn(f"{out / entries[i]['file']} is listed in the manifest but missing; "
-                          "collecting it again", stacklevel=3)
-        if i not in entries or not (out / entries[i]["file"]).is_file():
+        if i not in entries:
             todo.append(i)
+            continue
+        path = out / entries[i]["file"]
+        if not path.is_file():
+            problem = "missing"
+        elif sha256_file(path) != entries[i].get("sha256"):
+            problem = "changed or truncated (its sha256 differs from the manifest's)"
+        else:
+            continue
+        # An episode depends only on its seed: collecting it again restores the same data.
+        warnings.warn(f"{path} is listed in the manifest but {problem}; collecting it again",
+                      stacklevel=3)
+        todo.append(i)
     return todo
 
 
@@ -405,25 +414,19 @@ def _print_summary(entries: list[dict], out: Path, new_steps: int, seconds: floa
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_preset_argument(parser)
-    add_config_arguments(parser, CollectConfig)
-    add_config_arguments(parser, ClusterConfig,
-                         title="where the episodes run (--backend ray: Ray tasks writing their "
-                               "shards into --out, shared storage on a cluster)")
+    add_config_arguments(parser, "collect")
+    add_config_arguments(parser, "env")
+    add_config_arguments(parser, "cluster",
+                         title="where the episodes run (--cluster.backend ray: Ray tasks writing "
+                               "their shards into --out, shared storage on a cluster)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR",
                         help="output folder: ep_*.npz, manifest.jsonl, collect.json "
                              "(rerunning with the same options resumes)")
-    parser.add_argument("--env-id", default=None,
-                        help="gymnasium id of the environment (default: the preset's, "
-                             "worldmodels/CarRacingFast-v3, identical to CarRacing-v3 and "
-                             "faster; CarRacing-v3 for the official class)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    preset = preset_from_args(args)
-    cfg = config_from_args(args, preset.collect)
-    env_cfg = replace(preset.env, env_id=args.env_id) if args.env_id else preset.env
-    collect_rollouts(args.out, cfg, env_cfg, progress=not args.no_progress,
-                     cluster=config_from_args(args, preset.cluster))
+    collect_rollouts(args.out, config_from_args(args, "collect"), config_from_args(args, "env"),
+                     progress=not args.no_progress, cluster=config_from_args(args, "cluster"))
     return 0
 

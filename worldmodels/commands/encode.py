@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import queue
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -30,12 +28,11 @@ from tqdm import tqdm
 
 from ..checkpoint import checkpoint_sha256
 from ..cli import add_device_argument
-from ..data import ShardError, append_manifest, read_episode, read_manifest, write_shard
-from ..runs import is_done, mark_done, start_run
-from ..utils import read_json, resolve_device
+from ..data import ShardError, append_manifest, batches_across, read_episode, read_manifest, write_shard
+from ..runs import ENCODE_JSON, is_done, mark_done, print_already_finished, start_run
+from ..utils import Prefetch, read_json, resolve_device
 from ..vae import ConvVAE, frames_to_tensor, load_vae
 
-ENCODE_JSON = "encode.json"
 DTYPES = ("float16", "float32")
 COPIED = ("action", "reward", "terminated", "truncated")
 READ_AHEAD = 4
@@ -53,47 +50,17 @@ class _Episode:
         self.filled = 0
 
 
-def _read_ahead(data_dir: Path, entries: list[dict], skip_corrupt: bool,
-                stop: threading.Event, out: queue.Queue) -> None:
-    """Reader thread: put ``(entry, arrays)``, ``(entry, ShardError)`` to skip, an error, None."""
-    def put(item: object) -> None:
-        while not stop.is_set():
-            try:
-                out.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    try:
-        for entry in entries:
-            if stop.is_set():
-                return
-            try:
-                put((entry, read_episode(data_dir, entry)))
-            except ShardError as e:
-                if not skip_corrupt:
-                    raise
-                put((entry, e))
-        put(None)
-    except BaseException as e:  # handed to the main thread, which raises it
-        put(e)
-
-
-def _episodes(data_dir: Path, entries: list[dict], skip_corrupt: bool
-              ) -> Iterator[tuple[dict, dict[str, np.ndarray] | ShardError]]:
-    items: queue.Queue = queue.Queue(maxsize=READ_AHEAD)
-    stop = threading.Event()
-    thread = threading.Thread(target=_read_ahead, name="encode-reader", daemon=True,
-                              args=(data_dir, entries, skip_corrupt, stop, items))
-    thread.start()
-    try:
-        while (item := items.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+def _read(data_dir: Path, entries: list[dict], skip_corrupt: bool
+          ) -> Iterator[tuple[dict, dict[str, np.ndarray] | ShardError]]:
+    """``(entry, arrays)`` of each rollout, or ``(entry, ShardError)`` for one to skip."""
+    for entry in entries:
+        try:
+            arrays: dict[str, np.ndarray] | ShardError = read_episode(data_dir, entry)
+        except ShardError as e:
+            if not skip_corrupt:
+                raise
+            arrays = e
+        yield entry, arrays
 
 
 def encode_rollouts(data_dir: str | os.PathLike, vae_path: str | os.PathLike,
@@ -109,6 +76,9 @@ def encode_rollouts(data_dir: str | os.PathLike, vae_path: str | os.PathLike,
     # Inputs are checked before OUT is created, so a mistyped path leaves nothing behind.
     if not data_dir.is_dir():
         raise ShardError(f"data folder not found: {data_dir}")
+    if out_dir.resolve() == data_dir.resolve():
+        raise ValueError(f"--out {out_dir} is the rollouts folder itself; give the latents a "
+                         "folder of their own")
     entries = read_manifest(data_dir)
     if not entries:
         raise ShardError(f"{data_dir} has no finished episodes "
@@ -128,7 +98,7 @@ def encode_rollouts(data_dir: str | os.PathLike, vae_path: str | os.PathLike,
     todo = [e for e in entries if e["index"] not in encoded]
     if not todo and is_done(out_dir):
         # Finished before: keep done.json's figures of the run that did the work.
-        print(f"encode: all {len(entries)} episodes of {data_dir} are already encoded in {out_dir}")
+        print_already_finished("encode", out_dir, f"all {len(entries)} episodes of {data_dir} encoded")
         return out_dir
     if todo:
         print(f"encode: {len(todo)} of {len(entries)} episodes to encode"
@@ -163,48 +133,35 @@ def _encode(vae: ConvVAE, dev: torch.device, data_dir: Path, out_dir: Path, todo
     """Encode ``todo`` in batches that run across episodes; returns (frames, skipped files)."""
     bar = tqdm(total=sum(int(e["length"]) for e in todo), unit="img", disable=not progress,
                desc="encode", dynamic_ncols=True)
-    pieces: list[tuple[_Episode, int, int]] = []  # (episode, first frame, end) of the batch
-    filled = 0
     frames = 0
     skipped: list[str] = []
+    reader = Prefetch(_read(data_dir, todo, skip_corrupt), READ_AHEAD, name="encode-reader")
 
-    def run_batch() -> None:
-        nonlocal pieces, filled, frames
-        obs = [ep.arrays["obs"][a:b] for ep, a, b in pieces]
-        batch = obs[0] if len(obs) == 1 else np.concatenate(obs)
-        mu_t, logvar_t = vae.encode(frames_to_tensor(torch.from_numpy(batch).to(dev)))
-        mu, logvar = mu_t.float().cpu().numpy(), logvar_t.float().cpu().numpy()
-        offset = 0
-        for ep, a, b in pieces:
-            ep.mu[a:b] = mu[offset:offset + b - a]
-            ep.logvar[a:b] = logvar[offset:offset + b - a]
-            offset += b - a
-            ep.filled += b - a
-            if ep.filled == ep.length:
-                _write(out_dir, ep, vae_sha256)
-        frames += len(batch)
-        bar.update(len(batch))
-        pieces, filled = [], 0
-
-    try:
-        for entry, arrays in _episodes(data_dir, todo, skip_corrupt):
+    def episodes() -> Iterator[_Episode]:
+        for entry, arrays in reader:
             if isinstance(arrays, ShardError):
-                warnings.warn(f"skipping: {arrays}", stacklevel=3)
+                warnings.warn(f"skipping: {arrays}", stacklevel=5)  # at encode_rollouts' caller
                 skipped.append(entry["file"])
                 bar.total -= int(entry["length"])
                 continue
-            ep = _Episode(entry, arrays, vae.z_dim, dtype)
-            a = 0
-            while a < ep.length:
-                take = min(batch_size - filled, ep.length - a)
-                pieces.append((ep, a, a + take))
-                a += take
-                filled += take
-                if filled == batch_size:
-                    run_batch()
-        if pieces:
-            run_batch()
+            yield _Episode(entry, arrays, vae.z_dim, dtype)
+
+    try:
+        for batch, pieces in batches_across(episodes(), batch_size, lambda ep: ep.arrays["obs"]):
+            mu_t, logvar_t = vae.encode(frames_to_tensor(torch.from_numpy(batch).to(dev)))
+            mu, logvar = mu_t.float().cpu().numpy(), logvar_t.float().cpu().numpy()
+            offset = 0
+            for ep, a, b in pieces:
+                ep.mu[a:b] = mu[offset:offset + b - a]
+                ep.logvar[a:b] = logvar[offset:offset + b - a]
+                offset += b - a
+                ep.filled += b - a
+                if ep.filled == ep.length:
+                    _write(out_dir, ep, vae_sha256)
+            frames += len(batch)
+            bar.update(len(batch))
     finally:
+        reader.close()
         bar.close()
     return frames, skipped
 

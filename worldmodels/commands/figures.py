@@ -17,7 +17,8 @@ Figures and the files of RUN each one reads:
                        (best/mean/worst dream return per generation) with the periodic real-env
                        evaluations and, when eval/results.json exists, the final test score.
                        Reads tb/{vae,rnn,controller}/scalars.csv (or vae/tb/scalars.csv ...,
-                       where the stage commands run on their own write them).
+                       where the stage commands run on their own write them). Drawn with
+                       matplotlib, the optional [figures] extra.
 
 A missing input is an error naming the file; with --skip-missing the figure (or learning-curve
 panel) is skipped with a printed note instead. Every PNG is written atomically.
@@ -27,18 +28,22 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import cv2
 import numpy as np
 import torch
 
 from ..cli import CLIError, add_device_argument
+from ..runs import TB, RunLayout
 from ..utils import atomic_write_bytes, read_json, resolve_device
 from ..video import diff_image, draw_text, hstack_panels, upscale
+
+if TYPE_CHECKING:  # matplotlib is imported where it plots: `import worldmodels` needs none
+    from matplotlib.axes import Axes
+    from matplotlib.backend_bases import RendererBase
+    from matplotlib.legend import Legend
 
 FIGURES = ("reconstruction", "dream_strip", "learning_curves")
 PANEL = 128          # default side of a frame in the image grids (64 x 64 frames, upscaled)
@@ -47,6 +52,7 @@ LABEL_WIDTH = 190    # the column of row labels in the image grids
 CURVE_STAGES = ("vae", "rnn", "controller")  # the panels of learning_curves.png, tb/<stage>
 TITLE_SCALE, TITLE_LINE = 0.6, 22  # font scale of grid titles; pixels per line of them
 GAP = 4              # pixels between the rows of an image grid
+FONT = cv2.FONT_HERSHEY_SIMPLEX  # video.draw_text's font, to measure titles for wrapping
 
 
 class MissingInput(FileNotFoundError):
@@ -152,27 +158,26 @@ def require(path: Path, what: str) -> Path:
 
 
 def vae_path(run_dir: Path) -> Path:
-    return require(run_dir / "vae" / "vae.pt", "V: run train-vae first")
+    return require(RunLayout(run_dir).vae, "V: run train-vae first")
 
 
 def rnn_path(run_dir: Path) -> Path:
-    return require(run_dir / "rnn" / "mdnrnn.pt", "M: run train-rnn first")
+    return require(RunLayout(run_dir).rnn, "M: run train-rnn first")
 
 
 def controller_path(run_dir: Path) -> Path:
     """controller_best.pt (the best real evaluation), else controller.pt (the CMA mean)."""
-    folder = run_dir / "controller"
-    best = folder / "controller_best.pt"
+    best = RunLayout(run_dir).controller_best
     if best.is_file():
         return best
-    return require(folder / "controller.pt",
+    return require(RunLayout(run_dir).controller,
                    f"C: run train-controller first; nor is there {best}")
 
 
 def rollout_entries(run_dir: Path) -> tuple[Path, list[dict]]:
     from ..data import MANIFEST, read_manifest
 
-    folder = run_dir / "rollouts"
+    folder = RunLayout(run_dir).rollouts
     require(folder / MANIFEST, "the rollouts: run collect first")
     entries = read_manifest(folder)
     if not entries:
@@ -205,6 +210,7 @@ def check_inputs(run_dir: Path, name: str, skip_missing: bool = False) -> None:
             controller_path(run_dir)
         rollout_entries(run_dir)
     elif name == "learning_curves":
+        require_matplotlib()
         found, missing = 0, None
         for stage in CURVE_STAGES:
             try:
@@ -228,7 +234,7 @@ def note_unfinished(folder: Path) -> None:
 
 def scalars_csv(run_dir: Path, stage: str) -> Path:
     """RUN/tb/<stage>/scalars.csv (the pipeline's), else RUN/<stage>/tb/scalars.csv."""
-    main, alone = run_dir / "tb" / stage / "scalars.csv", run_dir / stage / "tb" / "scalars.csv"
+    main, alone = RunLayout(run_dir).tb(stage) / "scalars.csv", run_dir / stage / TB / "scalars.csv"
     if main.is_file():
         return main
     if alone.is_file():
@@ -461,40 +467,17 @@ def dream_strip_figure(run_dir: Path, steps: int = 100, every: int = 10,
 
 
 # ---------------------------------------------------------------------------------------------
-# learning_curves.png: line plots drawn with OpenCV (matplotlib is not a dependency)
+# learning_curves.png: matplotlib, imported here only (not a core dependency)
+
+PANEL_INCHES, DPI = (6.4, 4.2), 100  # each learning-curve panel: 640 x 420 pixels
 
 
-@dataclass
-class Series:
-    label: str | None
-    x: np.ndarray
-    y: np.ndarray
-    color: tuple[int, int, int]
-    style: str = "line"      # line | markers (with a line through them) | hline (dashed, at y[0])
-    thickness: int = 2
-    yerr: np.ndarray | None = None
-
-
-@dataclass
-class Band:
-    """A filled area between two curves on the same x."""
-
-    x: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-    color: tuple[int, int, int]
-    label: str | None = None
-
-
-BLUE, ORANGE, GREEN = (31, 119, 180), (255, 127, 14), (44, 160, 44)
-INK, GRID_INK, WHITE = (40, 40, 40), (225, 225, 225), (255, 255, 255)
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-LEGEND_LINE = 18  # pixels per legend entry
-
-
-def tint(color: tuple[int, int, int], amount: float) -> tuple[int, int, int]:
-    """``color`` mixed with white (amount 1: white)."""
-    return tuple(int(round(c + (255 - c) * amount)) for c in color)  # type: ignore[return-value]
+def require_matplotlib() -> None:
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise CLIError('learning_curves.png needs matplotlib, which is not installed: '
+                       'pip install "worldmodels[figures]"') from None
 
 
 def smooth(y: np.ndarray) -> np.ndarray:
@@ -508,223 +491,33 @@ def smooth(y: np.ndarray) -> np.ndarray:
     return (c[hi] - c[lo]) / (hi - lo)
 
 
-def nice_ticks(lo: float, hi: float, n: int = 5, integer: bool = False) -> list[float]:
-    """About ``n`` round ticks (1, 2, 5 x 10^k steps) within [lo, hi]; ``integer``: steps >= 1."""
-    if hi <= lo:
-        return [lo]
-    raw = (hi - lo) / n
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw)
-    if integer:
-        step = max(1, round(step))
-    first = math.ceil(lo / step - 1e-9) * step
-    return [first + i * step for i in range(int((hi - first) / step + 1e-9) + 1)]
-
-
-def log_ticks(lo: float, hi: float) -> list[float]:
-    """Ticks of a log axis over [lo, hi] (> 0): 1, 2, 5 x 10^k, thinned to about 6."""
-    ticks = [m * 10.0 ** k for k in range(math.floor(math.log10(lo)), math.ceil(math.log10(hi)) + 1)
-             for m in (1, 2, 5) if lo <= m * 10.0 ** k <= hi]
-    if len(ticks) > 7:
-        ticks = [t for t in ticks if abs(math.log10(t) - round(math.log10(t))) < 1e-9] or ticks
-    return ticks
-
-
-def fmt(v: float) -> str:
-    if v != 0 and (abs(v) >= 1e4 or abs(v) < 1e-3):
-        return f"{v:.0e}".replace("e+0", "e").replace("e-0", "e-")
-    return f"{v:.4g}"
-
-
-def put(img: np.ndarray, text: str, x: int, y: int, scale: float = 0.45,
-        color: tuple[int, int, int] = INK, align: str = "left", valign: str = "baseline") -> None:
-    """Text at (x, y): ``align`` left|center|right, ``valign`` baseline|center|top."""
-    (w, h), _ = cv2.getTextSize(text, FONT, scale, 1)
-    x -= {"left": 0, "center": w // 2, "right": w}[align]
-    y += {"baseline": 0, "center": h // 2, "top": h}[valign]
-    cv2.putText(img, text, (int(x), int(y)), FONT, scale, color, 1, cv2.LINE_AA)
-
-
-def line_plot(title: str, xlabel: str, ylabel: str, series: Sequence[Series],
-              bands: Sequence[Band] = (), size: tuple[int, int] = (640, 420),
-              log_y: bool | None = None, headroom: float = 0.0) -> np.ndarray:
-    """A line plot (RGB uint8) with axes, grid, tick labels, a title and a legend.
-
-    ``log_y`` None: a log y axis when every value is positive and they span over 30x.
-    The legend goes in the corner of the plot where it hides the least; when it would hide
-    some data wherever it goes, the plot is drawn again with ``headroom`` (a fraction of its
-    height) left free above the data for it.
-    """
-    width, height = size
-    img = np.full((height, width, 3), WHITE, np.uint8)
-    left, right, top, bottom = 70, 16, 34, 52
-    pw, ph = width - left - right, height - top - bottom
-    put(img, title, width // 2, 20, 0.55, align="center")
-    put(img, xlabel, left + pw // 2, height - 10, align="center")
-    ylab = np.full((22, ph, 3), WHITE, np.uint8)
-    put(ylab, ylabel, ph // 2, 16, align="center")
-    img[top:top + ph, 2:24] = np.rot90(ylab)
-
-    xs = [s.x for s in series if s.style != "hline"] + [b.x for b in bands]
-    ys = ([s.y if s.yerr is None else np.concatenate([s.y - s.yerr, s.y + s.yerr]) for s in series]
-          + [b.low for b in bands] + [b.high for b in bands])
-    xs_all = np.concatenate([x for x in xs if len(x)]) if any(len(x) for x in xs) else np.zeros(1)
-    ys_all = np.concatenate([y for y in ys if len(y)]) if any(len(y) for y in ys) else np.zeros(1)
-    ys_all = ys_all[np.isfinite(ys_all)] if np.isfinite(ys_all).any() else np.zeros(1)
-    hline_only = all(s.style == "hline" for s in series)
-    x0, x1 = (0.0, 1.0) if hline_only else (float(xs_all.min()), float(xs_all.max()))
-    integer_x = bool(np.all(xs_all == np.round(xs_all)))
-    if x1 <= x0:
-        x0, x1 = x0 - 1, x1 + 1
-    if any(s.style == "markers" for s in series):  # room for the end markers
-        x0, x1 = x0 - 0.02 * (x1 - x0), x1 + 0.02 * (x1 - x0)
-    y0, y1 = float(ys_all.min()), float(ys_all.max())
-    if log_y is None:
-        log_y = y0 > 0 and y1 / y0 > 30
-    if log_y:
-        ty = math.log10
-        y0, y1 = y0 / 1.15, y1 * 1.15
-        y1 = y1 * (y1 / y0) ** (headroom / (1 - headroom))
-        yticks = log_ticks(y0, y1)
-    else:
-        ty = float
-        pad = (y1 - y0) * 0.06 if y1 > y0 else max(abs(y0) * 0.1, 1.0)
-        y0, y1 = y0 - pad, y1 + pad
-        y1 += (y1 - y0) * headroom / (1 - headroom)
-        yticks = nice_ticks(y0, y1)
-
-    def px(x: np.ndarray) -> np.ndarray:
-        return left + (np.asarray(x, np.float64) - x0) / (x1 - x0) * pw
-
-    def py(y: np.ndarray) -> np.ndarray:
-        t = np.log10(np.maximum(y, 1e-300)) if log_y else np.asarray(y, np.float64)
-        return top + ph - (t - ty(y0)) / (ty(y1) - ty(y0)) * ph
-
-    for t in yticks:
-        y = int(round(float(py(np.array([t]))[0])))
-        cv2.line(img, (left, y), (left + pw, y), GRID_INK, 1)
-        cv2.line(img, (left - 4, y), (left, y), INK, 1)
-        put(img, fmt(t), left - 7, y, 0.4, align="right", valign="center")
-    for t in nice_ticks(x0, x1, 6, integer=integer_x) if not hline_only else []:
-        x = int(round(float(px(np.array([t]))[0])))
-        cv2.line(img, (x, top), (x, top + ph), GRID_INK, 1)
-        cv2.line(img, (x, top + ph), (x, top + ph + 4), INK, 1)
-        put(img, fmt(t), x, top + ph + 8, 0.4, align="center", valign="top")
-
-    plot = img[top:top + ph + 1, left:left + pw + 1]  # a view: drawing clips to the plot area
-    def pts(x, y) -> np.ndarray:
-        return np.stack([px(x) - left, py(y) - top], axis=1).round().astype(np.int32)
-
-    for b in bands:
-        if len(b.x) >= 2:
-            poly = np.concatenate([pts(b.x, b.high), pts(b.x, b.low)[::-1]])
-            cv2.fillPoly(plot, [poly], tint(b.color, 0.8), cv2.LINE_AA)
-    for s in series:
-        if s.style == "hline":
-            y = int(pts([x0], s.y[:1])[0, 1])
-            for a in range(0, pw, 14):
-                cv2.line(plot, (a, y), (min(a + 8, pw), y), s.color, s.thickness, cv2.LINE_AA)
-            continue
-        keep = np.isfinite(s.y)
-        p = pts(s.x[keep], s.y[keep])
-        if len(p) >= 2:
-            cv2.polylines(plot, [p], False, s.color, s.thickness, cv2.LINE_AA)
-        if s.style == "markers" or len(p) == 1:
-            if s.yerr is not None:
-                lo = pts(s.x[keep], (s.y - s.yerr)[keep])
-                hi = pts(s.x[keep], (s.y + s.yerr)[keep])
-                for (xa, ya), (_, yb) in zip(lo, hi):
-                    cv2.line(plot, (xa, ya), (xa, yb), s.color, 1, cv2.LINE_AA)
-                    cv2.line(plot, (xa - 4, ya), (xa + 4, ya), s.color, 1, cv2.LINE_AA)
-                    cv2.line(plot, (xa - 4, yb), (xa + 4, yb), s.color, 1, cv2.LINE_AA)
-            for q in p:
-                cv2.circle(plot, (int(q[0]), int(q[1])), 4, s.color, cv2.FILLED, cv2.LINE_AA)
-    cv2.rectangle(img, (left, top), (left + pw, top + ph), INK, 1)
-
-    entries = [(s.label, s.color, s.style) for s in series if s.label] + \
-              [(b.label, tint(b.color, 0.8), "band") for b in bands if b.label]
-    if entries:
-        drawn = [pts(s.x, s.y) for s in series if len(s.x) and s.style != "hline"]
-        for s in series:
-            if s.style == "hline":
-                y = int(pts([x0], s.y[:1])[0, 1])
-                drawn.append(np.array([[0, y], [pw, y]]))
-        drawn += [pts(b.x, b.high) for b in bands] + [pts(b.x, b.low) for b in bands]
-        hidden = _legend(img, entries, (left, top, pw, ph), _along(drawn) + [left, top])
-        if hidden and headroom == 0:
-            return line_plot(title, xlabel, ylabel, series, bands, size, log_y,
-                             headroom=min(0.5, (LEGEND_LINE * len(entries) + 22) / ph))
-    return img
-
-
-def _along(polylines: list[np.ndarray], spacing: float = 4.0) -> np.ndarray:
-    """Points every ``spacing`` pixels along each polyline (for the legend's placement)."""
-    out = [np.zeros((0, 2))]
-    for p in polylines:
-        p = p.astype(np.float64)
-        out.append(p)
-        for a, b in zip(p[:-1], p[1:]):
-            n = int(np.hypot(*(b - a)) / spacing)
-            if n > 1:
-                out.append(a + (b - a) * np.linspace(0, 1, n)[:, None])
-    return np.concatenate(out)
-
-
-def _legend(img: np.ndarray, entries: list[tuple[str, tuple, str]],
-            area: tuple[int, int, int, int], points: np.ndarray) -> int:
-    """The legend, in the corner of the plot area that covers the fewest data points;
-    returns how many it covers there."""
-    left, top, pw, ph = area
-    scale, line_h = 0.42, LEGEND_LINE
-    w = max(cv2.getTextSize(label, FONT, scale, 1)[0][0] for label, _, _ in entries) + 44
-    h = line_h * len(entries) + 8
-    corners = [(left + pw - w - 6, top + 6), (left + pw - w - 6, top + ph - h - 6),
-               (left + 6, top + 6), (left + 6, top + ph - h - 6)]
-
-    def covered(c: tuple[int, int]) -> int:
-        x, y = c
-        return int(((points[:, 0] >= x) & (points[:, 0] <= x + w)
-                    & (points[:, 1] >= y) & (points[:, 1] <= y + h)).sum())
-    x, y = min(corners, key=covered)
-    hidden = covered((x, y))
-    cv2.rectangle(img, (x, y), (x + w, y + h), WHITE, cv2.FILLED)
-    cv2.rectangle(img, (x, y), (x + w, y + h), (180, 180, 180), 1)
-    for i, (label, color, style) in enumerate(entries):
-        cy = y + 4 + line_h * i + line_h // 2
-        if style == "band":
-            cv2.rectangle(img, (x + 8, cy - 5), (x + 34, cy + 5), color, cv2.FILLED)
-        elif style == "hline":
-            for a in (8, 22):
-                cv2.line(img, (x + a, cy), (x + a + 8, cy), color, 2, cv2.LINE_AA)
-        else:
-            cv2.line(img, (x + 8, cy), (x + 34, cy), color, 2, cv2.LINE_AA)
-            if style == "markers":
-                cv2.circle(img, (x + 21, cy), 4, color, cv2.FILLED, cv2.LINE_AA)
-        put(img, label, x + 40, cy, scale, valign="center")
-    return hidden
-
-
-def loss_series(scalars: dict[str, tuple[np.ndarray, np.ndarray]], prefix: str,
-                path: Path) -> list[Series]:
-    """Train loss (faint raw values and their moving average) and the val loss."""
+def loss_panel(ax: Axes, scalars: dict[str, tuple[np.ndarray, np.ndarray]], prefix: str,
+               path: Path, title: str) -> None:
+    """Train loss (faint raw values under their moving average) and the val loss."""
     train, val = scalars.get(f"{prefix}/loss"), scalars.get(f"{prefix}/val_loss")
     if train is None and val is None:
         raise ValueError(f"{path} has neither {prefix}/loss nor {prefix}/val_loss")
-    out = []
     if train is not None:
         x, y = train
         if len(y) > 30:
-            out.append(Series(None, x, y, tint(BLUE, 0.65), thickness=1))
-            out.append(Series("train (moving average)", x, smooth(y), BLUE))
+            ax.plot(x, y, color="C0", alpha=0.3, linewidth=0.8)
+            ax.plot(x, smooth(y), color="C0", linewidth=2, label="train (moving average)")
         else:
-            out.append(Series("train", x, y, BLUE, style="markers" if len(y) < 10 else "line"))
+            ax.plot(x, y, "o-" if len(y) < 10 else "-", color="C0", linewidth=2, label="train")
     if val is not None:
-        out.append(Series("validation", *val, ORANGE, style="markers"))
-    return out
+        ax.plot(*val, "o-", color="C1", linewidth=2, markersize=5, label="validation")
+    values = np.concatenate([s[1] for s in (train, val) if s is not None])
+    if values.min() > 0 and values.max() / values.min() > 30:
+        ax.set_yscale("log")  # a loss that falls by orders of magnitude
+    ax.set(title=title, xlabel="step", ylabel="loss")
 
 
-def es_plot(scalars: dict[str, tuple[np.ndarray, np.ndarray]], path: Path,
-            results: dict | None) -> np.ndarray:
+def es_panel(ax: Axes, scalars: dict[str, tuple[np.ndarray, np.ndarray]], path: Path,
+             results: dict | None) -> None:
+    """ES best/mean/worst fitness per generation (the population's range shaded), the periodic
+    real-env evaluations (mean +- std) and the final test score."""
+    from matplotlib.ticker import MaxNLocator
+
     need = ("es/fitness_best", "es/fitness_mean", "es/fitness_worst")
     missing = [t for t in need if t not in scalars]
     if missing:
@@ -732,51 +525,86 @@ def es_plot(scalars: dict[str, tuple[np.ndarray, np.ndarray]], path: Path,
     x = scalars["es/fitness_mean"][0]
     best, mean, worst = (scalars[t][1] for t in need)
     n = min(len(best), len(mean), len(worst))
-    style = "markers" if n < 10 else "line"
-    series = [Series("ES best", x[:n], best[:n], BLUE, style=style),
-              Series("ES mean", x[:n], mean[:n], tint(BLUE, 0.3), style=style, thickness=1),
-              Series("ES worst", x[:n], worst[:n], tint(BLUE, 0.55), style=style, thickness=1)]
+    x, best, mean, worst = x[:n], best[:n], mean[:n], worst[:n]
+    style = "o-" if n < 10 else "-"
+    ax.fill_between(x, worst, best, color="C0", alpha=0.15, linewidth=0)
+    ax.plot(x, best, style, color="C0", linewidth=2, markersize=4, label="ES best")
+    ax.plot(x, mean, style, color="C0", alpha=0.7, linewidth=1.2, markersize=3, label="ES mean")
+    ax.plot(x, worst, style, color="C0", alpha=0.4, linewidth=1.2, markersize=3,
+            label="ES worst")
     if "eval/real_return_mean" in scalars:
         ex, ey = scalars["eval/real_return_mean"]
         std = scalars.get("eval/real_return_std")
         yerr = std[1] if std is not None and len(std[1]) == len(ey) else None
-        series.append(Series("real env (CMA mean)", ex, ey, ORANGE, style="markers", yerr=yerr))
+        label = "real env (CMA mean)" + (" ± std" if yerr is not None else "")
+        ax.errorbar(ex, ey, yerr=yerr, fmt="o-", color="C1", linewidth=2, markersize=5,
+                    capsize=4, label=label)
     if results and "summary" in results:
         s = results["summary"]
-        series.append(Series(f"test: {s['mean']:.0f} +/- {s['std']:.0f} ({s['episodes']} episodes)",
-                             np.zeros(1), np.array([float(s["mean"])]), GREEN, style="hline"))
+        ax.axhline(float(s["mean"]), color="C2", linestyle="--", linewidth=2,
+                   label=f"test: {s['mean']:.0f} ± {s['std']:.0f} ({s['episodes']} episodes)")
     # Only dream-mode training logs dream/return_mean; real-mode fitness is real returns.
     where = "dream" if "dream/return_mean" in scalars else "real-env"
-    return line_plot(f"C: CMA-ES fitness = mean {where} return", "generation", "return", series,
-                     bands=[Band(x[:n], worst[:n], best[:n], BLUE)], log_y=False)
+    ax.set(title=f"C: CMA-ES fitness = mean {where} return", xlabel="generation",
+           ylabel="return")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, steps=[1, 2, 5, 10]))
+
+
+def clear_legend(legend: Legend, renderer: RendererBase) -> None:
+    """Where the legend (placed "best", after a draw) still crosses a curve, stretch the y axis
+    upwards so the data leaves a free band at the top, and put the legend there."""
+    ax = legend.axes
+    box = legend.get_window_extent(renderer)
+    if not any(line.get_transform().transform_path(line.get_path()).intersects_bbox(box, False)
+               for line in ax.get_lines()):
+        return
+    free = box.height / ax.get_window_extent(renderer).height + 0.05
+    scale = ax.yaxis.get_transform()  # linear or log: stretch in the axis' own units
+    lo, hi = scale.transform(ax.get_ylim())
+    bottom, top = scale.inverted().transform([lo, lo + (hi - lo) / (1 - free)])
+    ax.set_ylim(float(bottom), float(top))
+    legend.set_loc("upper right")
 
 
 def learning_curves_figure(run_dir: Path, skip_missing: bool = False) -> np.ndarray:
-    """V's, M's and C's curves side by side; a panel whose scalars.csv is missing is an error
-    (MissingInput), or left out with ``skip_missing``."""
-    panels = []
-    makers = (
-        ("vae", lambda s, p: line_plot("V: ConvVAE loss (recon + KL)", "step", "loss",
-                                       loss_series(s, "vae", p))),
-        ("rnn", lambda s, p: line_plot("M: MDN-RNN loss (GMM NLL + reward + done)", "step",
-                                       "loss", loss_series(s, "mdnrnn", p))),
-        ("controller", lambda s, p: es_plot(s, p, _results(run_dir))),
-    )
-    for stage, make in makers:
+    """V's, M's and C's curves side by side (RGB uint8, 640 x 420 pixels a panel); a panel
+    whose scalars.csv is missing is an error (MissingInput), or left out with ``skip_missing``."""
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    makers = {
+        "vae": lambda ax, s, p: loss_panel(ax, s, "vae", p, "V: ConvVAE loss (recon + KL)"),
+        "rnn": lambda ax, s, p: loss_panel(ax, s, "mdnrnn", p,
+                                           "M: MDN-RNN loss (GMM NLL + reward + done)"),
+        "controller": lambda ax, s, p: es_panel(ax, s, p, _results(run_dir)),
+    }
+    found = []
+    for stage in CURVE_STAGES:
         try:
-            path = scalars_csv(run_dir, stage)
+            found.append((stage, scalars_csv(run_dir, stage)))
         except MissingInput as e:
             if not skip_missing:
                 raise
             print(f"figures: learning_curves: leaving out the {stage} panel: {e}")
-            continue
-        panels.append(make(read_scalars(path), path))
-    if not panels:
-        raise MissingInput(f"no scalars.csv under {run_dir / 'tb'}: no stage has logged yet")
-    gap = np.full((panels[0].shape[0], 12, 3), WHITE, np.uint8)
-    return np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
+    if not found:
+        raise MissingInput(f"no scalars.csv under {RunLayout(run_dir).tb()}: no stage has logged yet")
+    # A Figure on the Agg canvas, not pyplot: no global state, no display needed.
+    fig = Figure(figsize=(PANEL_INCHES[0] * len(found), PANEL_INCHES[1]), dpi=DPI,
+                 layout="constrained")
+    legends = []
+    for ax, (stage, path) in zip(fig.subplots(1, len(found), squeeze=False)[0], found):
+        makers[stage](ax, read_scalars(path), path)
+        ax.grid(alpha=0.3)
+        legends.append(ax.legend(loc="best", fontsize="small"))
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()  # places the legends
+    for legend in legends:
+        clear_legend(legend, canvas.get_renderer())
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()
 
 
 def _results(run_dir: Path) -> dict | None:
-    path = run_dir / "eval" / "results.json"
+    path = RunLayout(run_dir).results
     return read_json(path) if path.is_file() else None

@@ -19,7 +19,7 @@ used (collection + validation) and keeps, per round, C's dream return, its valid
 the exploit detector's verdicts and the wall time. The final C is the round's C with the
 best validation score.
 
-Layout (inside the pipeline's run folder)::
+Layout (inside the pipeline's run folder; ``worldmodels.runs.RunLayout``)::
 
     RUN/rollouts, RUN/vae, RUN/latents, RUN/rnn, RUN/controller       round 0
     RUN/rounds/01/{rollouts,latents,rnn,controller}                   round 1, ...
@@ -47,12 +47,7 @@ from ..logger import Logger
 from ..seeds import derive_seed
 from ..utils import atomic_write_json, read_json, resolve_device
 
-SUMMARY = "iterate.json"
 _ROUND_SEED_STREAM = 7  # keeps each round's collection tracks apart from round 0's
-
-
-def round_dir(run_dir: Path, k: int) -> Path:
-    return Path(run_dir) / "rounds" / f"{k:02d}"
 
 
 def reconstruction_error(vae_path: Path, rollouts: Path, n_frames: int, seed: int = 0,
@@ -113,47 +108,44 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
     from .train_controller import train_controller
     from .train_rnn import train_rnn
 
-    run_dir = Path(run_dir)
+    layout = runs.RunLayout(Path(run_dir))
     it = preset.iterate  # its values were checked when it was built (IterateConfig)
-    vae_path = run_dir / "vae" / "vae.pt"
-    tb = run_dir / "tb"
+    vae_path = layout.vae
     dev = str(resolve_device(device))
-    summary_path = run_dir / SUMMARY
+    summary_path = layout.iterate_summary
     old = read_json(summary_path) if summary_path.exists() else {}
     rounds: list[dict[str, Any]] = []
     random_recon = None
     if it.recon_frames:
-        random_recon = reconstruction_error(vae_path, run_dir / "rollouts", it.recon_frames)
-    round0 = _collection(run_dir / "rollouts")
+        random_recon = reconstruction_error(vae_path, layout.rollouts, it.recon_frames)
+    round0 = _collection(layout.rollouts)
     del round0["collect_mean_return"]  # round 0 is random-policy data, not a C's driving
     rounds.append({
         "round": 0, "controller": str(controller0), "policy": preset.collect.policy,
         **round0, "recon_mse": random_recon, "wall_s": None, **_controller_summary(controller0.parent)})
-    latent_dirs = [run_dir / "latents"]
+    latent_dirs = [layout.latents]
     controller = controller0
-    logger = Logger(tb / "iterate", echo=False)
+    logger = Logger(layout.tb("iterate"), echo=False)
     try:
         _log_round(logger, rounds)
         for k in range(1, it.rounds + 1):
-            rd = round_dir(run_dir, k)
+            rd = layout.round(k)
             print(f"== iterate: round {k}/{it.rounds} (C of round {k - 1}: {controller})",
                   flush=True)
             t0 = time.perf_counter()
             collect_cfg = replace(preset.collect, policy="agent", controller=str(controller),
                                   episodes=it.episodes, workers=it.workers,
                                   seed=derive_seed(preset.collect.seed, k, _ROUND_SEED_STREAM))
-            collect_rollouts(rd / "rollouts", collect_cfg, preset.env, progress=progress,
+            collect_rollouts(rd.rollouts, collect_cfg, preset.env, progress=progress,
                              cluster=preset.cluster)
-            recon = (reconstruction_error(vae_path, rd / "rollouts", it.recon_frames)
+            recon = (reconstruction_error(vae_path, rd.rollouts, it.recon_frames)
                      if it.recon_frames else None)
-            encode_rollouts(rd / "rollouts", vae_path, rd / "latents", device=dev,
-                            progress=progress)
-            latent_dirs.append(rd / "latents")
-            rnn = train_rnn(latent_dirs, rd / "rnn", preset.rnn, device=dev,
-                            tb_dir=tb / "rounds" / f"{k:02d}" / "rnn", progress=progress)
-            controller = train_controller(vae_path, rnn, rd / "controller", preset.controller,
-                                          preset.env, device=dev,
-                                          tb_dir=tb / "rounds" / f"{k:02d}" / "controller",
+            encode_rollouts(rd.rollouts, vae_path, rd.latents, device=dev, progress=progress)
+            latent_dirs.append(rd.latents)
+            rnn = train_rnn(latent_dirs, rd.rnn_dir, preset.rnn, device=dev,
+                            tb_dir=rd.tb("rnn"), progress=progress)
+            controller = train_controller(vae_path, rnn, rd.controller_dir, preset.controller,
+                                          preset.env, device=dev, tb_dir=rd.tb("controller"),
                                           progress=progress,
                                           init=controller if it.warm_start else None,
                                           cluster=preset.cluster,
@@ -162,10 +154,10 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
                               if r.get("round") == k), None)
             rounds.append({
                 "round": k, "controller": str(controller), "policy": "agent",
-                **_collection(rd / "rollouts"), "recon_mse": recon,
+                **_collection(rd.rollouts), "recon_mse": recon,
                 # a resumed round keeps the time it had already spent
                 "wall_s": round(time.perf_counter() - t0 + (prev_wall or 0.0), 1),
-                **_controller_summary(rd / "controller")})
+                **_controller_summary(rd.controller_dir)})
             _log_round(logger, rounds)
             _write_summary(summary_path, rounds, preset)
     finally:

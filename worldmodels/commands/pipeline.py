@@ -3,79 +3,47 @@ train-controller -> evaluate.
 
 Each stage resumes from its checkpoint and is skipped when its folder holds a finished
 result, so rerunning the same command after a crash or Ctrl-C carries on where it stopped.
-Stage options come from ``--preset`` and can be overridden with ``--set SECTION.FIELD=VALUE``
-(sections: env, collect, vae, rnn, controller, eval, iterate, cluster), e.g.::
+Stage options come from ``--preset`` (a full preset, then overlays applied in order) and can be
+overridden with ``--SECTION.FIELD VALUE`` (sections: env, collect, vae, rnn, controller, eval,
+iterate, cluster), e.g.::
 
-    worldmodels pipeline --preset laptop --run-dir runs/laptop --set collect.episodes=100
+    worldmodels pipeline --preset laptop --run-dir runs/laptop --collect.episodes 100
+    worldmodels pipeline --preset laptop --preset dream --preset dropout --run-dir runs/dream \
+        --iterate.rounds 2 --iterate.warm-start
 
-``--set cluster.backend=ray`` (and ``--set cluster.ray_address=HOST:PORT``) runs collection,
+``--cluster.backend ray`` (and ``--cluster.ray-address HOST:PORT``) runs collection,
 C's training and the evaluation on a Ray cluster (``worldmodels.backends``).
 
-Layout of RUN: rollouts/, vae/, latents/, rnn/, controller/, eval/results.json, tb/<stage>/.
-Wall time per stage accumulates in RUN/timings.json.
+Layout of RUN (``worldmodels.runs.RunLayout``): rollouts/, vae/, latents/, rnn/, controller/,
+eval/results.json, tb/<stage>/. Wall time per stage accumulates in RUN/timings.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import time
 from pathlib import Path
 from typing import Any, Callable
 
-from ..cli import CLIError, add_device_argument, add_preset_argument, preset_from_args
-from ..config import Preset, to_dict
+from ..cli import add_config_arguments, add_device_argument, add_preset_argument, preset_from_args
+from ..config import SECTIONS, Preset, to_dict
+from ..runs import RunLayout, print_already_finished
 from ..utils import atomic_write_json, read_json
 
-SECTIONS = ("env", "collect", "vae", "rnn", "controller", "eval", "iterate", "cluster")
 STAGES = ("collect", "train-vae", "encode", "train-rnn", "train-controller", "iterate",
           "evaluate")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_preset_argument(parser, default="laptop")
+    add_preset_argument(parser)
     parser.add_argument("--run-dir", required=True, type=Path,
                         help="folder holding every stage's output (created; reused to resume)")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="SECTION.FIELD=VALUE",
-                        help="override one config field, e.g. --set vae.epochs=5 "
-                             f"(sections: {', '.join(SECTIONS)}); repeatable")
     parser.add_argument("--until", choices=STAGES, default=STAGES[-1],
                         help="stop after this stage (default: evaluate)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     add_device_argument(parser)
-
-
-def apply_overrides(preset: Preset, overrides: list[str]) -> Preset:
-    """Apply ``SECTION.FIELD=VALUE`` strings, parsing VALUE with the field's type."""
-    sections: dict[str, Any] = {name: getattr(preset, name) for name in SECTIONS}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        section, dot, name = key.partition(".")
-        if not sep or not dot:
-            raise CLIError(f"--set expects SECTION.FIELD=VALUE, got {item!r}")
-        if section not in sections:
-            raise CLIError(f"--set {item!r}: unknown section {section!r}; use one of {SECTIONS}")
-        cfg = sections[section]
-        fields = {f.name: f for f in dataclasses.fields(cfg)}
-        if name not in fields:
-            raise CLIError(f"--set {item!r}: {type(cfg).__name__} has no field {name!r}; "
-                           f"fields: {sorted(fields)}")
-        sections[section] = dataclasses.replace(cfg, **{name: _parse(raw, getattr(cfg, name), item)})
-    return dataclasses.replace(preset, **sections)
-
-
-def _parse(raw: str, current: Any, item: str) -> Any:
-    if isinstance(current, bool):
-        if raw.lower() in ("1", "true", "yes", "on"):
-            return True
-        if raw.lower() in ("0", "false", "no", "off"):
-            return False
-        raise CLIError(f"--set {item!r}: expected true or false")
-    try:
-        return type(current)(raw)
-    except ValueError:
-        raise CLIError(f"--set {item!r}: cannot read {raw!r} as {type(current).__name__}") from None
+    for section in SECTIONS:
+        add_config_arguments(parser, section)
 
 
 def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str = "evaluate",
@@ -91,31 +59,28 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    layout = RunLayout(run_dir)
     # preset.json describes the run: written at once for a new run, and otherwise when a run
     # went through (a rerun with options a stage refuses leaves it as it was).
-    preset_path = run_dir / "preset.json"
-    if not preset_path.exists():
-        atomic_write_json(preset_path, to_dict(preset))
-    tb = run_dir / "tb"
-    paths = {
-        "rollouts": run_dir / "rollouts", "vae": run_dir / "vae" / "vae.pt",
-        "latents": run_dir / "latents", "rnn": run_dir / "rnn" / "mdnrnn.pt",
-        "controller": run_dir / "controller" / "controller_best.pt",
-        "eval": run_dir / "eval" / "results.json",
-    }
+    if not layout.preset.exists():
+        atomic_write_json(layout.preset, to_dict(preset))
+    paths = {"rollouts": layout.rollouts, "vae": layout.vae, "latents": layout.latents,
+             "rnn": layout.rnn, "controller": layout.controller_best, "eval": layout.results}
     steps: list[tuple[str, Callable[[], Any]]] = [
         ("collect", lambda: collect_rollouts(paths["rollouts"], preset.collect, preset.env,
                                              progress=progress, cluster=preset.cluster)),
-        ("train-vae", lambda: train_vae(paths["rollouts"], run_dir / "vae", preset.vae,
-                                        device=device, tb_dir=tb / "vae", progress=progress)),
+        ("train-vae", lambda: train_vae(paths["rollouts"], layout.vae_dir, preset.vae,
+                                        device=device, tb_dir=layout.tb("vae"),
+                                        progress=progress)),
         ("encode", lambda: encode_rollouts(paths["rollouts"], paths["vae"], paths["latents"],
                                            device=device, progress=progress)),
-        ("train-rnn", lambda: train_rnn(paths["latents"], run_dir / "rnn", preset.rnn,
-                                        device=device, tb_dir=tb / "rnn", progress=progress)),
+        ("train-rnn", lambda: train_rnn(paths["latents"], layout.rnn_dir, preset.rnn,
+                                        device=device, tb_dir=layout.tb("rnn"),
+                                        progress=progress)),
         ("train-controller", lambda: train_controller(
-            paths["vae"], paths["rnn"], run_dir / "controller", preset.controller, preset.env,
-            device=device, tb_dir=tb / "controller", progress=progress, cluster=preset.cluster,
-            branch_data=[paths["latents"]])),
+            paths["vae"], paths["rnn"], layout.controller_dir, preset.controller, preset.env,
+            device=device, tb_dir=layout.tb("controller"), progress=progress,
+            cluster=preset.cluster, branch_data=[paths["latents"]])),
         # Rounds of collect-with-C -> M -> C in the dream (skipped when iterate.rounds = 0).
         ("iterate", lambda: run_rounds(run_dir, preset, paths["controller"], device=device,
                                        progress=progress) if preset.iterate.rounds > 0 else None),
@@ -128,15 +93,14 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
                               out_path=paths["eval"], progress=progress,
                               cluster=preset.cluster)),
     ]
-    timings_path = run_dir / "timings.json"
-    timings: dict[str, float] = read_json(timings_path) if timings_path.exists() else {}
+    timings: dict[str, float] = read_json(layout.timings) if layout.timings.exists() else {}
     summary: dict[str, Any] = {}
     for name, step in steps:
         print(f"== {name}", flush=True)
         start = time.perf_counter()
         result = step()
         timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 1)
-        atomic_write_json(timings_path, timings)
+        atomic_write_json(layout.timings, timings)
         if name in ("train-controller", "iterate") and result is not None:
             # controller_best.pt, or controller.pt when C ran no real evaluation
             # (eval_every=0); after iterate, the C of the round with the best validation score
@@ -145,12 +109,12 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
             summary = result
         if name == until:
             break
-    atomic_write_json(preset_path, to_dict(preset))
+    atomic_write_json(layout.preset, to_dict(preset))
     print(f"\nrun folder: {run_dir}")
     for key, path in paths.items():
         if path.exists():
             print(f"  {key:<11} {path}")
-    print(f"  tensorboard --logdir {tb}")
+    print(f"  tensorboard --logdir {layout.tb()}")
     print("  wall time (s): " + ", ".join(f"{k} {v}" for k, v in timings.items()))
     if summary:
         print(f"\nscore: {describe(summary)}")
@@ -176,12 +140,12 @@ def _finished_evaluation(results: Path, controller: Path, preset: Preset) -> dic
               "max_steps": preset.env.max_steps, "use_mu": preset.eval.use_mu}
     if any(old.get(key) != value for key, value in wanted.items()):
         return None
-    print(f"evaluate: {results} already scores this controller; nothing to do")
+    print_already_finished("evaluate", results, "it scores this controller on these episodes")
     return old
 
 
 def run(args: argparse.Namespace) -> int:
-    preset = apply_overrides(preset_from_args(args), args.overrides)
+    preset = preset_from_args(args)
     run_pipeline(args.run_dir, preset, device=args.device, until=args.until,
                  progress=not args.no_progress)
     return 0

@@ -1,12 +1,12 @@
 """Train C, the linear controller, with CMA-ES: in the dream of M (default) or in the real env.
 
-- ``--mode dream``: every candidate x rollout runs at once in the batched dream of M
+- ``--controller.mode dream``: every candidate x rollout runs at once in the batched dream of M
   (``worldmodels.dream.BatchedDream``) at temperature tau; generation g's dreams come from
   seed ``derive_seed(seed, g)``, shared by all candidates (common random numbers). The CMA
   mean is scored in the same dreams and logged as ``dream/return_mean``.
-- ``--mode real``: candidates drive the real env (``--env-id``) in parallel worker processes;
-  rollout r of generation g runs on training track ``derive_seed(seed, g, r)`` for every
-  candidate (cut at ``real_max_steps`` when that is set). This is the paper's protocol for
+- ``--controller.mode real``: candidates drive the real env (``--env.env-id``) in parallel
+  worker processes; rollout r of generation g runs on training track ``derive_seed(seed, g, r)``
+  for every candidate (cut at ``real_max_steps`` when that is set). This is the paper's protocol for
   CarRacing; the ``laptop`` preset uses it.
 
 Fitness is the mean return over ``rollouts_per_candidate`` rollouts. Every ``eval_every``
@@ -17,10 +17,10 @@ is written every generation, and rerunning the same command resumes from it: the
 rebuilt by replaying its history (``worldmodels.es``) and every random number depends only
 on (seed, generation), so a resumed run ends exactly where an uninterrupted one would (CPU).
 
-``--backend ray`` (``worldmodels.backends``) runs the real-env episodes on ``--workers`` Ray
-actors that load V and M once, and splits a dream-mode population into one block per actor,
-each actor holding its own batched dream: the same fitness values and checkpoints as
-``local``, a killed worker replaced and its episodes or block run again. The backend may
+``--cluster.backend ray`` (``worldmodels.backends``) runs the real-env episodes on
+``--controller.workers`` Ray actors that load V and M once, and splits a dream-mode population
+into one block per actor, each actor holding its own batched dream: the same fitness values and
+checkpoints as ``local``, a killed worker replaced and its episodes or block run again. The backend may
 change between reruns.
 
 TensorBoard: ``es/fitness_best|mean|worst``, ``es/sigma``, ``dream/return_mean``,
@@ -48,7 +48,6 @@ from ..cli import (
     add_device_argument,
     add_preset_argument,
     config_from_args,
-    preset_from_args,
 )
 from ..config import ClusterConfig, ControllerConfig, EnvConfig
 from ..controller import Controller
@@ -65,8 +64,6 @@ if TYPE_CHECKING:
     from ..dream import BatchedDream
 
 BRANCH_STARTS = 1000  # states of real data the branched dreams start from
-LATEST = "controller.pt"
-BEST = "controller_best.pt"
 
 
 def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike,
@@ -89,7 +86,7 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
     if is_ray(cluster):
         connect(cluster)  # an unreachable cluster is an error before anything is written
     out = Path(out_dir)
-    latest, best = out / LATEST, out / BEST
+    latest, best = out / runs.CONTROLLER_LATEST, out / runs.CONTROLLER_BEST
     vae_path, mdnrnn_path = Path(vae_path).resolve(), Path(mdnrnn_path).resolve()
     for path in (vae_path, mdnrnn_path):
         if not path.is_file():
@@ -99,14 +96,14 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
     run_record = {"controller": asdict(cfg), "env": asdict(env_cfg), **parents}
     if cfg.mode == "dream" and cfg.dream_start == "branch":
         if not branch_data:
-            raise ValueError("controller.dream_start 'branch' (--dream-start) needs the latent "
-                             "folders to start the dreams from (--branch-data)")
+            raise ValueError("controller.dream_start 'branch' (--controller.dream-start) needs "
+                             "the latent folders to start the dreams from (--branch-data)")
         run_record["branch_data"] = [str(Path(d).resolve()) for d in branch_data]
     if init is not None:
         run_record["init_sha256"] = checkpoint_sha256(init)
     runs.start_run(out, run_record, stage="train-controller")
     if runs.is_done(out):
-        print(f"train-controller: {out} is already done (see {out / runs.DONE})")
+        runs.print_already_finished("train-controller", out, f"see {out / runs.DONE}")
         return best if best.exists() else latest
     vae, _ = load_vae(vae_path)
     mdnrnn, _ = load_mdnrnn(mdnrnn_path, vae_path=vae_path)  # refuses an M of another V
@@ -150,7 +147,7 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
                                "evals": state["evals"], "real_steps": state["real_steps"],
                                "train_real_steps": state["train_real_steps"], **extra})
 
-    # --backend ray: the actors that run the episodes and the dreams (None: this machine).
+    # --cluster.backend ray: the actors that run the episodes and the dreams (None: this machine).
     dev = resolve_device(device) if cfg.mode == "dream" else None
     pool = open_pool(cluster, cfg.workers, gpus=1.0 if dev and dev.type == "cuda" else 0.0)
     dream: BatchedDream | RayDream | None = None
@@ -177,7 +174,7 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
                                      vae_path=vae_path, mdnrnn_path=mdnrnn_path,
                                      use_mu=cfg.use_mu, device="cpu", workers=cfg.workers,
                                      pool=pool)
-    logger = Logger(tb_dir if tb_dir is not None else out / "tb", echo=not progress)
+    logger = Logger(tb_dir if tb_dir is not None else out / runs.TB, echo=not progress)
     bar = tqdm(total=cfg.generations, initial=es.generation, desc="train-controller",
                unit="gen", disable=not progress)
     try:
@@ -301,26 +298,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tb-dir", type=Path, help="TensorBoard folder (default: OUT/tb)")
     add_preset_argument(parser)
     add_device_argument(parser)
-    add_config_arguments(parser, ControllerConfig)
-    add_config_arguments(parser, EnvConfig, exclude=("frame_size", "crop_rows"),
+    add_config_arguments(parser, "controller")
+    add_config_arguments(parser, "env", exclude=("frame_size", "crop_rows"),
                          title="real environment (real-mode ES and the periodic evaluation)")
-    add_config_arguments(parser, ClusterConfig,
-                         title="where episodes and dreams run (--backend ray: --workers Ray "
-                               "actors; checkpoints and --out on shared storage on a cluster)")
+    add_config_arguments(parser, "cluster",
+                         title="where episodes and dreams run (--cluster.backend ray: "
+                               "--controller.workers Ray actors; checkpoints and --out on "
+                               "shared storage on a cluster)")
     parser.add_argument("--branch-data", type=Path, nargs="+", metavar="LATENT_DIR",
-                        help="--dream-start branch: latent folders (of `worldmodels encode`) "
-                             "whose episodes the dreams start from, newest last")
+                        help="--controller.dream-start branch: latent folders (of `worldmodels "
+                             "encode`) whose episodes the dreams start from, newest last")
     parser.add_argument("--no-progress", action="store_true",
                         help="no progress bar; print each generation's scalars instead")
 
 
 def run(args: argparse.Namespace) -> int:
-    preset = preset_from_args(args)
-    cfg = config_from_args(args, preset.controller)
-    env_cfg = config_from_args(args, preset.env)
+    cfg = config_from_args(args, "controller")
+    env_cfg = config_from_args(args, "env")
     path = train_controller(args.vae, args.rnn, args.out, cfg, env_cfg, device=args.device,
                             tb_dir=args.tb_dir, progress=not args.no_progress,
-                            cluster=config_from_args(args, preset.cluster),
+                            cluster=config_from_args(args, "cluster"),
                             branch_data=args.branch_data)
     done = runs.read_done(args.out)
     best = done.get("best_real")

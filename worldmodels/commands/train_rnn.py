@@ -43,7 +43,6 @@ from ..cli import (
     add_device_argument,
     add_preset_argument,
     config_from_args,
-    preset_from_args,
 )
 from ..config import MDNRNNConfig
 from ..data import episode_files, load_episodes, read_manifest
@@ -52,8 +51,6 @@ from ..mdnrnn import MDNRNN, mdnrnn_loss
 from ..utils import check_finite, read_json, resolve_device, seed_everything
 
 STAGE = "train-rnn"
-CHECKPOINT = "mdnrnn.pt"
-ENCODE_RECORD = "encode.json"
 N_INITIAL = 1000
 """Dreams start from the first-frame encodings of up to this many training episodes."""
 LOSS_TAGS = ("loss", "gmm_nll", "reward_mse", "done_bce")
@@ -97,7 +94,7 @@ def read_encode_record(latent_dir: str | os.PathLike, z_dim: int) -> dict:
     Raises FileNotFoundError / ValueError when it is missing, incomplete, or its z_dim is not
     ``z_dim``.
     """
-    path = Path(latent_dir) / ENCODE_RECORD
+    path = Path(latent_dir) / runs.ENCODE_JSON
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: --data must be a folder written by "
                                 "`worldmodels encode`")
@@ -112,7 +109,7 @@ def read_encode_record(latent_dir: str | os.PathLike, z_dim: int) -> dict:
     if int(config["z_dim"]) != z_dim:
         raise ValueError(f"the latents in {latent_dir} have z_dim {config['z_dim']} "
                          f"(from {path}) but M is configured with z_dim {z_dim}; "
-                         f"pass --z-dim {config['z_dim']}")
+                         f"pass --rnn.z-dim {config['z_dim']}")
     return config
 
 
@@ -266,9 +263,9 @@ def train_rnn(latent_dir: str | os.PathLike | Sequence[str | os.PathLike],
     if len(dirs) > 1:
         run_config["data"] = [str(d.resolve()) for d in dirs]
     runs.start_run(out_dir, run_config, STAGE)
-    ckpt_path = out_dir / CHECKPOINT
+    ckpt_path = out_dir / runs.MDNRNN_CHECKPOINT
     if runs.is_done(out_dir):
-        print(f"{out_dir} is already finished (see {out_dir / runs.DONE}); not retraining")
+        runs.print_already_finished(STAGE, out_dir, f"see {out_dir / runs.DONE}")
         return ckpt_path
 
     dev = resolve_device(device)
@@ -307,7 +304,7 @@ def train_rnn(latent_dir: str | os.PathLike | Sequence[str | os.PathLike],
         print(f"resuming {ckpt_path} after epoch {epoch} (step {step})")
 
     steps_per_epoch = int(train_seqs.n_inputs.sum())
-    logger = Logger(tb_dir if tb_dir is not None else out_dir / "tb")
+    logger = Logger(tb_dir if tb_dir is not None else out_dir / runs.TB)
     bar = tqdm(total=cfg.epochs * steps_per_epoch, initial=epoch * steps_per_epoch,
                unit="timestep", unit_scale=True, disable=not progress, desc="train-rnn")
     try:
@@ -371,13 +368,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TensorBoard folder (default: OUT_DIR/tb)")
     add_device_argument(parser)
     add_preset_argument(parser)
-    add_config_arguments(parser, MDNRNNConfig)
+    add_config_arguments(parser, "rnn")
     parser.add_argument("--no-progress", dest="progress", action="store_false",
                         help="no progress bar")
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = config_from_args(args, preset_from_args(args).rnn)
+    cfg = config_from_args(args, "rnn")
     path = train_rnn(args.data, args.out, cfg, device=args.device, tb_dir=args.tb_dir,
                      progress=args.progress)
     print(path)

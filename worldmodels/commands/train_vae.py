@@ -24,13 +24,12 @@ import argparse
 import hashlib
 import json
 import os
-import queue
 import threading
 import time
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -42,16 +41,14 @@ from ..cli import (
     add_device_argument,
     add_preset_argument,
     config_from_args,
-    preset_from_args,
 )
 from ..config import VAEConfig
-from ..data import ShardError, episode_files, read_episode, read_manifest
+from ..data import ShardError, batches_across, episode_files, read_episode, read_manifest
 from ..logger import Logger
-from ..runs import is_done, mark_done, read_done, start_run
-from ..utils import check_finite, resolve_device, seed_everything
+from ..runs import TB, VAE_CHECKPOINT, is_done, mark_done, print_already_finished, read_done, start_run
+from ..utils import Prefetch, check_finite, resolve_device, seed_everything
 from ..vae import ConvVAE, frames_to_tensor, reconstruction_grid, tensor_to_frames, vae_loss
 
-CHECKPOINT = "vae.pt"
 WINDOW_FRAMES = 20_000
 """Frames per shuffling window (~245 MB as uint8); at most ~4 windows are in memory at once."""
 CHECKPOINT_EVERY_S = 300.0
@@ -73,7 +70,7 @@ def split_episodes(data_dir: Path, val_episodes: int,
     entries = [e for e in read_manifest(data_dir) if e["file"] in present]
     if val_episodes < 0 or len(entries) <= val_episodes:
         raise ValueError(f"{data_dir} has {len(entries)} episodes; training needs more than "
-                         f"val_episodes={val_episodes} (lower --val-episodes or collect more)")
+                         f"val_episodes={val_episodes} (lower --vae.val-episodes or collect more)")
     cut = len(entries) - val_episodes
     return entries[:cut], entries[cut:]
 
@@ -119,109 +116,63 @@ class EpochPlan:
         return np.random.default_rng([self.seed, self.epoch, w]).permutation(size)
 
 
-class WindowLoader:
-    """Loads the windows of an epoch from position ``start`` on, in a background thread.
+def load_windows(data_dir: Path, episodes: list[dict], plan: EpochPlan, start: int,
+                 skip_corrupt: bool = False) -> Prefetch[tuple[np.ndarray, np.ndarray, list[str]]]:
+    """The windows of an epoch from position ``start`` on, loaded in a background thread
+    (close it when done); the next window is ready when the current one is used up.
 
     Yields ``(frames, positions, warnings)``: the window's frames in plan order (uint8,
     N x 64 x 64 x 3) and their plan positions, those before ``start``, past the epoch's end or
-    in corrupt episodes (with ``skip_corrupt``) left out. The queue holds one window, so the
-    next one is ready when the current one is used up.
+    in corrupt episodes (with ``skip_corrupt``) left out.
     """
+    stop = threading.Event()
+    windows = (_load_window(data_dir, episodes, plan, w, start, skip_corrupt, stop)
+               for w in range(len(plan.windows))
+               if plan.starts[w + 1] > start and plan.starts[w] < plan.total)
+    return Prefetch(windows, ahead=1, name="vae-window-loader", stop=stop)
 
-    def __init__(self, data_dir: Path, episodes: list[dict], plan: EpochPlan, start: int,
-                 skip_corrupt: bool = False):
-        self.data_dir, self.episodes, self.plan = data_dir, episodes, plan
-        self.start, self.skip_corrupt = start, skip_corrupt
-        self._queue: queue.Queue = queue.Queue(maxsize=1)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="vae-window-loader", daemon=True)
-        self._thread.start()
 
-    def _run(self) -> None:
+def _load_window(data_dir: Path, episodes: list[dict], plan: EpochPlan, w: int, start: int,
+                 skip_corrupt: bool, stop: threading.Event
+                 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    eps = [episodes[i] for i in plan.windows[w]]
+    lengths = [int(e["length"]) for e in eps]
+    data = np.empty((sum(lengths), 64, 64, 3), dtype=np.uint8)
+    valid = np.ones(len(data), dtype=bool)
+    notes = []
+    offset = 0
+    for entry, n in zip(eps, lengths):
+        if stop.is_set():  # the consumer is gone: this window will not be used
+            break
         try:
-            plan = self.plan
-            for w in range(len(plan.windows)):
-                if plan.starts[w + 1] <= self.start:
-                    continue
-                if plan.starts[w] >= plan.total or self._stop.is_set():
-                    break
-                self._put(self._load(w))
-            self._put(None)
-        except BaseException as e:  # handed to the consumer, which raises it
-            self._put(e)
-
-    def _put(self, item: object) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.1)
-                return
-            except queue.Full:
-                continue
-
-    def _load(self, w: int) -> tuple[np.ndarray, np.ndarray, list[str]]:
-        plan = self.plan
-        eps = [self.episodes[i] for i in plan.windows[w]]
-        lengths = [int(e["length"]) for e in eps]
-        data = np.empty((sum(lengths), 64, 64, 3), dtype=np.uint8)
-        valid = np.ones(len(data), dtype=bool)
-        notes = []
-        offset = 0
-        for entry, n in zip(eps, lengths):
-            if self._stop.is_set():
-                break
-            try:
-                data[offset:offset + n] = read_episode(self.data_dir, entry, keys=["obs"])["obs"]
-            except ShardError as e:
-                if not self.skip_corrupt:
-                    raise
-                notes.append(f"skipping: {e}")
-                valid[offset:offset + n] = False
-            offset += n
-        order = plan.window_order(w)
-        positions = plan.starts[w] + np.arange(len(order))
-        keep = (positions >= self.start) & (positions < plan.total) & valid[order]
-        return data[order[keep]], positions[keep], notes
-
-    def __iter__(self) -> Iterator[tuple[np.ndarray, np.ndarray, list[str]]]:
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._thread.join()
+            data[offset:offset + n] = read_episode(data_dir, entry, keys=["obs"])["obs"]
+        except ShardError as e:
+            if not skip_corrupt:
+                raise
+            notes.append(f"skipping: {e}")
+            valid[offset:offset + n] = False
+        offset += n
+    order = plan.window_order(w)
+    positions = plan.starts[w] + np.arange(len(order))
+    keep = (positions >= start) & (positions < plan.total) & valid[order]
+    return data[order[keep]], positions[keep], notes
 
 
-def iter_batches(windows: WindowLoader, batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
+def iter_batches(windows: Iterable[tuple[np.ndarray, np.ndarray, list[str]]],
+                 batch_size: int) -> Iterator[tuple[np.ndarray, int]]:
     """Cut the loaded windows into uint8 batches; yields (batch, position after the batch).
 
     Batches run across window boundaries; the last one of an epoch may be smaller.
     """
-    pieces: list[np.ndarray] = []
-    count, last = 0, 0
-    for frames, positions, notes in windows:
-        for note in notes:
-            warnings.warn(note, stacklevel=2)
-        i = 0
-        while i < len(frames):
-            take = min(batch_size - count, len(frames) - i)
-            pieces.append(frames[i:i + take])
-            last = int(positions[i + take - 1])
-            count += take
-            i += take
-            if count == batch_size:
-                yield _join(pieces), last + 1
-                pieces, count = [], 0
-    if count:
-        yield _join(pieces), last + 1
+    def warned(windows):
+        for window in windows:
+            for note in window[2]:
+                warnings.warn(note, stacklevel=4)
+            yield window
 
-
-def _join(pieces: list[np.ndarray]) -> np.ndarray:
-    return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+    for batch, pieces in batches_across(warned(windows), batch_size, lambda w: w[0]):
+        (_, positions, _), _, end = pieces[-1]
+        yield batch, int(positions[end - 1]) + 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,13 +278,12 @@ def train_vae(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: VAEC
     not redone; ``out_dir`` started with another config is refused.
     """
     data_dir, out_dir = Path(data_dir), Path(out_dir)
-    ckpt_path = out_dir / CHECKPOINT
+    ckpt_path = out_dir / VAE_CHECKPOINT
     if not data_dir.is_dir():  # before OUT is created: a mistyped path leaves nothing behind
         raise ShardError(f"data folder not found: {data_dir}")
     start_run(out_dir, asdict(cfg), stage="train-vae")
     if is_done(out_dir):
-        print(f"train-vae: {out_dir} is already finished ({_describe(read_done(out_dir))}); "
-              f"nothing to do")
+        print_already_finished("train-vae", out_dir, _describe(read_done(out_dir)))
         return ckpt_path
     dev = resolve_device(device)
     train_eps, val_eps = split_episodes(data_dir, cfg.val_episodes, skip_corrupt)
@@ -373,7 +323,7 @@ def train_vae(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: VAEC
                         extra={"progress": asdict(state), "noise_rng": noise.get_state(),
                                "data_id": data_id})
 
-    logger = Logger(tb_dir if tb_dir is not None else out_dir / "tb")
+    logger = Logger(tb_dir if tb_dir is not None else out_dir / TB)
     try:
         vae.train()
         for epoch in range(state.epoch, cfg.epochs):
@@ -425,7 +375,7 @@ def _train_epoch(vae: ConvVAE, optimizer: torch.optim.Optimizer, noise: torch.Ge
     """One epoch from ``state.position`` on; returns its mean loss (of this session's steps)."""
     bar = tqdm(total=plan.total, initial=state.position, unit="img", disable=not progress,
                desc=f"train-vae epoch {plan.epoch + 1}/{cfg.epochs}", dynamic_ncols=True)
-    loader = WindowLoader(data_dir, train_eps, plan, state.position, skip_corrupt)
+    loader = load_windows(data_dir, train_eps, plan, state.position, skip_corrupt)
     window = np.zeros(4)  # loss, recon, kl (frame-weighted sums), frames since the last log
     epoch_sum, epoch_frames = 0.0, 0
     last_log = last_save = time.monotonic()
@@ -501,7 +451,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="TensorBoard folder (default: OUT/tb)")
     add_device_argument(parser)
     add_preset_argument(parser)
-    add_config_arguments(parser, VAEConfig)
+    add_config_arguments(parser, "vae")
     parser.add_argument("--skip-corrupt", action="store_true",
                         help="skip corrupt or missing shards with a warning instead of stopping")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -509,7 +459,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def config_from(args: argparse.Namespace) -> VAEConfig:
     """The resolved VAEConfig: the preset's, with the options given on the command line."""
-    return config_from_args(args, preset_from_args(args).vae)
+    return config_from_args(args, "vae")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,0 +1,173 @@
+"""One config syntax on every command: ``--SECTION.FIELD VALUE`` options generated from the
+config dataclasses, over presets composed in order (a full preset, then overlays)."""
+
+import argparse
+from dataclasses import fields, replace
+
+import pytest
+
+from worldmodels import cli
+from worldmodels.config import (
+    OVERLAYS,
+    PRESETS,
+    SECTIONS,
+    ControllerConfig,
+    IterateConfig,
+    Preset,
+    compose_presets,
+    field_docs,
+    from_dict,
+    option,
+    to_dict,
+)
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return cli.parse_args(cli.build_parser(), argv)
+
+
+def pipeline_preset(*argv: str) -> Preset:
+    return cli.preset_from_args(parse("pipeline", "--run-dir", "RUN", *argv))
+
+
+def test_dotted_options_reach_their_section():
+    args = parse("train-rnn", "--data", "D", "--out", "O", "--preset", "debug",
+                 "--rnn.epochs", "7", "--rnn.seq-len", "11", "--rnn.lr", "0.5")
+    assert cli.config_from_args(args, "rnn") == replace(PRESETS["debug"].rnn, epochs=7,
+                                                        seq_len=11, lr=0.5)
+    args = parse("train-controller", "--vae", "V", "--rnn", "M", "--out", "O",
+                 "--controller.popsize", "6", "--env.max-steps", "500",
+                 "--controller.dream-start", "branch", "--cluster.backend", "ray")
+    assert cli.config_from_args(args, "controller") == replace(
+        PRESETS["laptop"].controller, popsize=6, dream_start="branch")
+    assert cli.config_from_args(args, "env") == replace(PRESETS["laptop"].env, max_steps=500)
+    assert cli.config_from_args(args, "cluster").backend == "ray"
+
+
+def test_fields_of_the_same_name_in_two_sections_stay_apart():
+    preset = pipeline_preset("--preset", "debug", "--collect.seed", "5", "--rnn.seed", "7",
+                             "--collect.max-steps", "50", "--env.max-steps", "500",
+                             "--collect.workers", "1", "--eval.workers", "3")
+    debug = PRESETS["debug"]
+    assert (preset.collect.seed, preset.rnn.seed, preset.vae.seed, preset.controller.seed) == (
+        5, 7, debug.vae.seed, debug.controller.seed)
+    assert (preset.collect.max_steps, preset.env.max_steps) == (50, 500)
+    assert (preset.collect.workers, preset.eval.workers, preset.controller.workers) == (
+        1, 3, debug.controller.workers)
+
+
+def test_booleans_take_a_no_form_and_literals_their_values():
+    preset = pipeline_preset("--no-rnn.predict-done", "--iterate.warm-start",
+                             "--controller.mode", "real")
+    assert (preset.rnn.predict_done, preset.iterate.warm_start) == (False, True)
+    assert preset.rnn.predict_reward is True   # not given: the preset's
+    assert pipeline_preset("--rnn.predict-done").rnn.predict_done is True
+
+
+def test_every_field_of_every_section_is_an_option_of_pipeline_with_its_docstring(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["pipeline", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for section, cls in SECTIONS.items():
+        docs = field_docs(cls)
+        for f in fields(cls):
+            assert option(section, f.name) in text
+            assert docs[f.name][:40] in text, (section, f.name)
+
+
+def test_presets_compose_in_order_and_explicit_options_win():
+    laptop = PRESETS["laptop"]
+    assert pipeline_preset() == laptop                                 # the default
+    dream_branch = pipeline_preset("--preset", "laptop", "--preset", "dream", "--preset", "branch")
+    assert dream_branch.name == "laptop+dream+branch"
+    assert dream_branch.controller.rollouts_per_candidate == 32       # branch over dream
+    assert dream_branch.controller.dream_start == "branch" and dream_branch.iterate.rounds == 4
+    branch_dream = pipeline_preset("--preset", "branch", "--preset", "dream")  # over laptop
+    assert branch_dream.name == "laptop+branch+dream"
+    assert branch_dream.controller.rollouts_per_candidate == 8        # dream over branch
+    explicit = pipeline_preset("--controller.rollouts-per-candidate", "4", "--preset", "laptop",
+                               "--preset", "dream", "--preset", "branch", "--iterate.rounds", "1")
+    assert explicit == replace(
+        dream_branch, controller=replace(dream_branch.controller, rollouts_per_candidate=4),
+        iterate=replace(dream_branch.iterate, rounds=1))
+    # The resolved preset (what RUN/preset.json holds) reads back as it was.
+    assert from_dict(Preset, to_dict(explicit)) == explicit
+
+
+def test_laptop_dream_is_laptop_with_the_dream_overlay():
+    laptop = PRESETS["laptop"]
+    assert PRESETS["laptop-dream"] == replace(
+        laptop, name="laptop-dream",
+        controller=ControllerConfig(mode="dream", popsize=32, rollouts_per_candidate=8,
+                                    generations=60, eval_every=20, eval_episodes=8),
+        iterate=IterateConfig(rounds=4, episodes=40))
+    assert replace(compose_presets(["laptop", "dream"]), name="laptop-dream") == \
+        PRESETS["laptop-dream"]
+    for name in OVERLAYS:    # every overlay applies over every full preset
+        for full in PRESETS:
+            compose_presets([full, name])
+
+
+def test_a_full_preset_after_the_first_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert cli.main(["pipeline", "--run-dir", str(run), "--preset", "laptop",
+                     "--preset", "debug"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--preset debug is a full preset" in err, err
+    assert not run.exists()
+
+
+def test_collect_policy_choices_are_the_policies_of_every_world():
+    from agents.random_policies import WORLD_POLICIES
+    from worldmodels.config import literal_choices
+
+    names = {name for policies in WORLD_POLICIES.values() for name in policies}
+    assert set(literal_choices(SECTIONS["collect"])["policy"]) == names | {"agent"}
+
+
+def test_a_checkpoint_option_and_the_section_of_the_same_name_do_not_clash():
+    parser = argparse.ArgumentParser(allow_abbrev=False)
+    parser.add_argument("--rnn", help="M checkpoint")
+    cli.add_config_arguments(parser, "rnn")
+    args = parser.parse_args(["--rnn.epochs", "3", "--rnn", "m.pt", "--rnn.seq-len=9"])
+    assert args.rnn == "m.pt"
+    assert cli.config_from_args(args, "rnn") == replace(PRESETS["laptop"].rnn, epochs=3,
+                                                        seq_len=9)
+    # On the commands: --rnn is M's checkpoint, the rnn section is pipeline's.
+    args = parse("evaluate", "--rnn", "m.pt", "--controller", "c.pt", "--env.max-steps", "9")
+    assert (str(args.rnn), str(args.controller), getattr(args, "env.max_steps")) == (
+        "m.pt", "c.pt", 9)
+    with pytest.raises(cli.UsageError, match="unrecognized arguments: --rnn m.pt"):
+        parse("pipeline", "--run-dir", "RUN", "--rnn", "m.pt")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train-rnn", "--data", "D", "--out", "O", "--epochs", "3"],
+     "unrecognized arguments: --epochs 3; did you mean --rnn.epochs?"),
+    (["train-controller", "--vae", "V", "--rnn", "M", "--out", "O", "--popsize", "6"],
+     "unrecognized arguments: --popsize 6; did you mean --controller.popsize?"),
+    (["collect", "--out", "O", "--seed", "1"], "did you mean --collect.seed?"),
+    (["evaluate", "--policy", "random", "--episodes", "2"], "did you mean --eval.episodes?"),
+    (["evaluate", "--policy", "random", "--max-steps", "2"], "did you mean --env.max-steps?"),
+    (["pipeline", "--run-dir", "RUN", "--generations", "2"],
+     "did you mean --controller.generations?"),
+    (["pipeline", "--run-dir", "RUN", "--set", "controller.popsize=6"],
+     "unrecognized arguments: --set controller.popsize=6; config options are --SECTION.FIELD"),
+    (["pipeline", "--run-dir", "RUN", "--rnn.nope", "1"], "unrecognized arguments: --rnn.nope 1"),
+    (["pipeline", "--run-dir", "RUN", "--rnn.epoch", "1"],       # no abbreviations
+     "unrecognized arguments: --rnn.epoch 1"),
+    (["pipeline", "--run-dir", "RUN", "--rnn.seq_len", "1"],     # one spelling: dashes
+     "unrecognized arguments: --rnn.seq_len 1"),
+    (["pipeline", "--run-dir", "RUN", "--vae.lr", "fast"],
+     "argument --vae.lr: invalid float value: 'fast'"),
+    (["pipeline", "--run-dir", "RUN", "--eval.use-mu", "yes"],
+     "unrecognized arguments: yes"),
+    (["pipeline", "--run-dir", "RUN", "--preset", "nope"],
+     "argument --preset: invalid choice: 'nope'"),
+])
+def test_unknown_options_and_bad_values_are_a_one_line_error_naming_them(tmp_path, capsys, argv,
+                                                                          message):
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and message in err, err
+    assert err.startswith(f"worldmodels {argv[0]}: error: ")
