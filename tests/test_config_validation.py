@@ -34,6 +34,10 @@ BAD = [
     ("collect", "--collect.episodes", "0"), ("collect", "--collect.action-noise", "-0.1"),
     ("collect", "--collect.brownian-share", "1.5"), ("collect", "--collect.policy", "greedy"),
     ("evaluate", "--eval.workers", "0"), ("evaluate", "--env.max-steps", "-1"),
+    # huge counts are refused at once instead of hanging (case 15)
+    ("collect", "--collect.episodes", "10000000000"), ("evaluate", "--eval.episodes", "10000000000"),
+    ("train-controller", "--controller.generations", "10000000000"),
+    ("train-rnn", "--rnn.hidden-size", "10000000000"),
 ]
 INPUTS = {
     "train-controller": ["--vae", "V.pt", "--rnn", "M.pt"],

@@ -49,6 +49,11 @@ def literal_choices(cls: type) -> dict[str, tuple[Any, ...]]:
             if get_origin(hint) is Literal}
 
 
+MAX_COUNT = 10_000_000
+"""Upper bound of every count (episodes, steps, epochs, workers, ...): a mistyped
+``--collect.episodes 10000000000`` is refused at once instead of hanging while it plans."""
+
+
 def _check(cfg: Any, *, positive: tuple[str, ...] = (), at_least_one: tuple[str, ...] = (),
            non_negative: tuple[str, ...] = (), fraction: tuple[str, ...] = (),
            unit: tuple[str, ...] = ()) -> None:
@@ -74,6 +79,9 @@ def _check(cfg: Any, *, positive: tuple[str, ...] = (), at_least_one: tuple[str,
             value = getattr(cfg, field_name)
             if not test(value):
                 raise ValueError(f"{name_of(field_name)} must be {what}, got {value}")
+            if (type(value) is int and field_name != "seed" and value > MAX_COUNT
+                    and group is not fraction and group is not unit):
+                raise ValueError(f"{name_of(field_name)} must be <= {MAX_COUNT:,}, got {value:,}")
     for field_name, allowed in literal_choices(cls).items():
         if getattr(cfg, field_name) not in allowed:
             raise ValueError(f"{name_of(field_name)} must be one of {allowed}, "
