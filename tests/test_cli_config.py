@@ -3,6 +3,7 @@ config dataclasses, over presets composed in order (a full preset, then overlays
 
 import argparse
 from dataclasses import fields, replace
+from typing import get_args, get_type_hints
 
 import pytest
 
@@ -46,12 +47,13 @@ def test_dotted_options_reach_their_section():
 
 def test_fields_of_the_same_name_in_two_sections_stay_apart():
     preset = pipeline_preset("--preset", "debug", "--collect.seed", "5", "--rnn.seed", "7",
-                             "--collect.max-steps", "50", "--env.max-steps", "500",
+                             "--collect.episodes", "50", "--iterate.episodes", "60",
                              "--collect.workers", "1", "--eval.workers", "3")
     debug = PRESETS["debug"]
     assert (preset.collect.seed, preset.rnn.seed, preset.vae.seed, preset.controller.seed) == (
         5, 7, debug.vae.seed, debug.controller.seed)
-    assert (preset.collect.max_steps, preset.env.max_steps) == (50, 500)
+    assert (preset.collect.episodes, preset.iterate.episodes, preset.eval.episodes) == (
+        50, 60, debug.eval.episodes)
     assert (preset.collect.workers, preset.eval.workers, preset.controller.workers) == (
         1, 3, debug.controller.workers)
 
@@ -65,13 +67,28 @@ def test_booleans_take_a_no_form_and_literals_their_values():
 
 
 def test_every_field_of_every_section_is_an_option_of_pipeline_with_its_docstring(capsys):
+    laptop, parser = pipeline_preset(), cli.build_parser()
+    for section, cls in SECTIONS.items():
+        hints = get_type_hints(cls)
+        for f in fields(cls):
+            # a value other than the default, of the field's type, must reach the field
+            default, kind = getattr(getattr(laptop, section), f.name), hints[f.name]
+            flag = option(section, f.name)
+            if kind is bool:
+                value, argv = not default, [flag.replace("--", "--no-", 1) if default else flag]
+            else:
+                value = (next(c for c in get_args(kind) if c != default) if get_args(kind)
+                         else default + 1 if kind is int else default / 2 + 0.25 if kind is float
+                         else default + "x")
+                argv = [flag, str(value)]
+            args = cli.parse_args(parser, ["pipeline", "--run-dir", "RUN", *argv])
+            assert vars(args)[f"{section}.{f.name}"] == value, argv
     with pytest.raises(SystemExit):
         cli.main(["pipeline", "--help"])
     text = " ".join(capsys.readouterr().out.split())
     for section, cls in SECTIONS.items():
         docs = field_docs(cls)
         for f in fields(cls):
-            assert option(section, f.name) in text
             assert docs[f.name][:40] in text, (section, f.name)
 
 
@@ -92,6 +109,26 @@ def test_presets_compose_in_order_and_explicit_options_win():
         iterate=replace(dream_branch.iterate, rounds=1))
     # The resolved preset (what RUN/preset.json holds) reads back as it was.
     assert from_dict(Preset, to_dict(explicit)) == explicit
+
+
+# collect.max_steps of every preset of 0.1.0 (each equal to its env.max_steps), removed since
+COLLECT_MAX_STEPS_0_1_0 = {"debug": 100, "laptop": 1000, "paper": 1000, "laptop-dream": 1000,
+                           "doom-debug": 100, "doom-laptop": 2100, "doom-paper": 2100}
+
+
+def test_a_preset_json_of_0_1_0_reads_back_unless_its_collect_max_steps_cut_episodes():
+    assert set(COLLECT_MAX_STEPS_0_1_0) == set(PRESETS)
+    for name, max_steps in COLLECT_MAX_STEPS_0_1_0.items():
+        old = to_dict(PRESETS[name])          # RUN/preset.json as 0.1.0 wrote it
+        old["collect"]["max_steps"] = max_steps
+        assert from_dict(Preset, old) == PRESETS[name], name
+    old["env"]["max_steps"] = 500             # 0.1.0's `--env.max-steps 500` alone: as now
+    assert from_dict(Preset, old).env.max_steps == 500
+    old["collect"]["max_steps"] = 50          # collect's own limit cut the episodes
+    with pytest.raises(ValueError, match=r"^collect.max_steps 50 with env.max_steps 500 cannot "
+                                         r"be expressed any more: collect.max_steps was removed "
+                                         r"after 0\.1\.0, env.max_steps sets both$"):
+        from_dict(Preset, old)
 
 
 def test_laptop_dream_is_laptop_with_the_dream_overlay():

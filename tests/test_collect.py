@@ -25,8 +25,8 @@ from worldmodels.data import MANIFEST, episode_files, read_manifest, read_shard
 from worldmodels.runs import RunConfigMismatch, is_done
 from worldmodels.utils import sha256_file
 
-CFG = CollectConfig(episodes=4, workers=1, max_steps=30, policy="brownian", seed=0)
-ENV = EnvConfig()
+CFG = CollectConfig(episodes=4, workers=1, policy="brownian", seed=0)
+ENV = EnvConfig(max_steps=30)
 
 
 def shards(folder: Path) -> dict[str, dict[str, np.ndarray]]:
@@ -122,11 +122,11 @@ def test_manifest_matches_files(collected):
     for e in entries:
         arrays = read_shard(folder / e["file"])
         assert e["sha256"] == sha256_file(folder / e["file"])
-        assert e["length"] == len(arrays["obs"]) == CFG.max_steps
+        assert e["length"] == len(arrays["obs"]) == ENV.max_steps
         assert e["return"] == pytest.approx(float(arrays["reward"].sum(dtype=np.float64)))
         assert e["seed"] == episode_seeds(CFG.seed, e["index"])[0] and e["policy"] == "brownian"
-        # stopped by --max-steps: a time limit on the last step only
-        assert arrays["truncated"].tolist() == [False] * (CFG.max_steps - 1) + [True]
+        # cut at --env.max-steps: a time limit on the last step only
+        assert arrays["truncated"].tolist() == [False] * (ENV.max_steps - 1) + [True]
         assert not arrays["terminated"].any()
 
 
@@ -154,12 +154,50 @@ def test_obs_action_alignment(collected):
 def test_rerun_with_other_options_is_refused(collected, change):
     folder = collected[1]
     before = (folder / MANIFEST).read_bytes()
+    cfg, env = ((CFG, replace(ENV, **change)) if "max_steps" in change  # the env's
+                else (replace(CFG, **change), ENV))
     with pytest.raises(RunConfigMismatch, match=next(iter(change))):
-        collect_rollouts(folder, replace(CFG, **change), ENV, progress=False)
+        collect_rollouts(folder, cfg, env, progress=False)
     with pytest.raises(RunConfigMismatch, match="env_id"):
         collect_rollouts(folder, CFG, replace(ENV, env_id="CarRacing-v3"),
                          progress=False)
     assert (folder / MANIFEST).read_bytes() == before
+
+
+def collect_json_of_0_1_0(max_steps: int) -> dict:
+    """The collect.json that worldmodels 0.1.0 wrote for CFG and ENV, whose collect section had
+    its own ``max_steps`` (removed since: ``config.REMOVED_FIELDS``)."""
+    return {"stage": "collect", "config": {
+        "policy": "brownian", "seed": 0, "max_steps": max_steps,
+        "env": {"env_id": "worldmodels/CarRacingFast-v3", "frame_size": 64, "crop_rows": 84,
+                "max_steps": 30}}}
+
+
+def test_a_folder_of_0_1_0_resumes_unless_its_collect_max_steps_cut_episodes(tmp_path, collected):
+    out = tmp_path / "rollouts"
+    collect_rollouts(out, replace(CFG, episodes=2), ENV, progress=False)
+    # collect.max_steps = env.max_steps (every preset), or above it (`--env.max-steps 30` alone):
+    # the env's time limit cut every episode, as now
+    for max_steps, episodes in ((30, 3), (1000, 4)):
+        old = json.dumps(collect_json_of_0_1_0(max_steps))
+        (out / "collect.json").write_text(old)
+        entries = collect_rollouts(out, replace(CFG, episodes=episodes), ENV, progress=False)
+        assert [e["index"] for e in entries] == list(range(episodes))
+        assert (out / "collect.json").read_text() == old      # the record is kept as written
+    for name, arrays in shards(collected[1]).items():        # the same data as a new run's
+        np.testing.assert_array_equal(read_shard(out / name)["obs"], arrays["obs"])
+
+    # 20-step episodes in a 30-step env: a collection this version cannot express
+    (out / "collect.json").write_text(json.dumps(collect_json_of_0_1_0(max_steps=20)))
+    with pytest.raises(RunConfigMismatch) as refused:
+        collect_rollouts(out, replace(CFG, episodes=5), ENV, progress=False)
+    assert str(refused.value) == (
+        f"{out} holds a collect run that this version cannot resume: collect.max_steps 20 "
+        "with env.max_steps 30 cannot be expressed any more: collect.max_steps was removed "
+        "after 0.1.0, env.max_steps sets both; use another output folder")
+    assert len(read_manifest(out)) == 4
+    (out / "collect.json").write_text(old)                   # the refusal kept no lock
+    assert collect_rollouts(out, CFG, ENV, progress=False) == entries
 
 
 def test_second_collect_into_the_same_folder_is_refused(collected):
@@ -230,14 +268,15 @@ def test_resume_after_a_crash(tmp_path, collected):
     assert (out / MANIFEST).read_bytes() == before
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("how", ["ctrl-c", "kill"])
 def test_interrupt_stops_workers_and_leaves_no_partial_files(tmp_path, how):
     out = tmp_path / "rollouts"
-    cfg = CollectConfig(episodes=8, workers=2, max_steps=80, seed=3)
+    cfg, env = CollectConfig(episodes=8, workers=2, seed=3), EnvConfig(max_steps=80)
     code = ("from worldmodels.commands.collect import collect_rollouts\n"
             "from worldmodels.config import CollectConfig, EnvConfig\n"
-            f"collect_rollouts({str(out)!r}, CollectConfig(**{cfg.__dict__!r}), EnvConfig(),"
-            " progress=False)\n")
+            f"collect_rollouts({str(out)!r}, CollectConfig(**{cfg.__dict__!r}),"
+            f" EnvConfig(**{env.__dict__!r}), progress=False)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
@@ -257,7 +296,7 @@ def test_interrupt_stops_workers_and_leaves_no_partial_files(tmp_path, how):
     for path in out.glob("ep_*.npz"):
         read_shard(path)  # whatever is visible is complete
     # rerunning continues where it stopped
-    more = collect_rollouts(out, replace(cfg, episodes=len(done) + 1, workers=1), ENV,
+    more = collect_rollouts(out, replace(cfg, episodes=len(done) + 1, workers=1), env,
                             progress=False)
     finished = {e["index"]: e["sha256"] for e in done}  # finish order, not always 0, 1, ...
     assert max(finished) <= len(done) and [e["index"] for e in more] == list(range(len(done) + 1))
@@ -275,7 +314,7 @@ def collect_only(monkeypatch):
 def test_cli(tmp_path, capsys, collect_only):
     def collect(out: Path, *extra: str) -> int:
         return cli.main(["collect", "--preset", "debug", "--collect.episodes", "1",
-                         "--collect.max-steps", "20", "--collect.workers", "1", "--out", str(out),
+                         "--env.max-steps", "20", "--collect.workers", "1", "--out", str(out),
                          "--no-progress", *extra])
 
     out = tmp_path / "rollouts"
@@ -292,7 +331,12 @@ def test_cli(tmp_path, capsys, collect_only):
     assert "unknown environment id 'Nope-v0'" in capsys.readouterr().err
     assert collect(tmp_path / "z", "--collect.episodes", "0") == 2
     assert "episodes (--collect.episodes) must be >= 1, got 0" in capsys.readouterr().err
-    assert not any((tmp_path / d).exists() for d in "xyz")
+    # the episode length is env's alone: collect's own option is gone after 0.1.0
+    assert collect(tmp_path / "w", "--collect.max-steps", "20") == 2
+    assert capsys.readouterr().err == (
+        "worldmodels collect: error: unrecognized arguments: --collect.max-steps 20; "
+        "--collect.max-steps was removed after 0.1.0, --env.max-steps sets it now\n")
+    assert not any((tmp_path / d).exists() for d in "xyzw")
 
 
 def test_cli_help_explains_every_option(capsys, collect_only):
@@ -300,10 +344,11 @@ def test_cli_help_explains_every_option(capsys, collect_only):
         cli.main(["collect", "--help"])
     assert exit_info.value.code == 0
     text = capsys.readouterr().out
-    for option in ("--collect.episodes", "--collect.workers", "--collect.max-steps",
+    for option in ("--collect.episodes", "--collect.workers",
                    "--collect.policy", "--collect.seed", "--out", "--env.env-id",
                    "--env.max-steps", "--cluster.backend", "--preset", "--no-progress"):
         assert option in text
+    assert "--collect.max-steps" not in text   # removed after 0.1.0: --env.max-steps
 
 
 def test_tiny_rollouts_fixture_is_a_valid_data_folder(tiny_rollouts, make_rollouts, tmp_path):

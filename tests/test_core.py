@@ -65,7 +65,7 @@ def test_presets_round_trip_and_paper_sizes():
     for name, preset in PRESETS.items():
         assert from_dict(Preset, to_dict(preset)) == preset, name
     paper = get_preset("paper")
-    assert (paper.collect.episodes, paper.collect.max_steps) == (10_000, 1000)
+    assert (paper.collect.episodes, paper.env.max_steps) == (10_000, 1000)
     assert (paper.vae.batch_size, paper.vae.lr, paper.vae.z_dim) == (100, 1e-4, 32)
     assert (paper.rnn.hidden_size, paper.rnn.n_gaussians, paper.rnn.batch_size) == (256, 5, 100)
     assert (paper.controller.popsize, paper.controller.rollouts_per_candidate) == (64, 16)

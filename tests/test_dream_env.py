@@ -85,6 +85,7 @@ def test_human_render_under_a_dummy_display(models, monkeypatch):
     env.close()
 
 
+@pytest.mark.slow
 def test_async_vector_env_with_forked_workers_does_not_hang(models, tmp_path):
     """gymnasium's async vector env forks its workers by default; torch's thread pool,
     started in the parent, used to deadlock the children's first step."""

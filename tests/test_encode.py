@@ -156,13 +156,14 @@ def test_cli_arguments(tmp_path, rollouts):
         parser.parse_args(["--data", "r", "--vae", "v", "--out", "l", "--dtype", "int8"])
 
 
+@pytest.mark.slow
 def test_real_carracing_episodes_go_through_collect_train_vae_and_encode(tmp_path):
     from worldmodels.commands.collect import collect_rollouts
     from worldmodels.commands.train_vae import train_vae
     from worldmodels.config import CollectConfig, EnvConfig, get_preset
 
     rollouts = tmp_path / "rollouts"
-    collect_rollouts(rollouts, CollectConfig(episodes=2, workers=1, max_steps=25),
+    collect_rollouts(rollouts, CollectConfig(episodes=2, workers=1),
                      EnvConfig(max_steps=25), progress=False)
     vae_path = train_vae(rollouts, tmp_path / "vae", get_preset("debug").vae, device="cpu",
                          progress=False)

@@ -76,6 +76,7 @@ def test_registered_as_a_carracing_subclass():
     env.close()
 
 
+@pytest.mark.slow
 def test_full_episodes_identical_across_resets(env_pair):
     """Two seeded 1000-step episodes (ending truncated) and an unseeded one, on the same
     two env objects: per-track caches must follow each new track."""
@@ -119,6 +120,7 @@ def test_human_render_mode_runs():
         official.close()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "env_pair", [{"domain_randomize": True}, {"continuous": False}], indirect=True)
 def test_other_constructor_options_identical(env_pair):

@@ -140,6 +140,7 @@ def test_all_figures(run_dir, capsys):
     assert pixels(curves[:, :1280], GREEN) == 0 and pixels(curves[:, 1280:], GREEN) > 50
 
 
+@pytest.mark.slow
 def test_default_out_and_the_script(run_dir, tmp_path):
     import subprocess
     import sys

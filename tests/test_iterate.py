@@ -35,7 +35,7 @@ def test_collect_with_the_agent_records_its_policy_and_refuses_another_controlle
     from worldmodels.data import read_manifest
 
     vae, rnn, c = agent_models
-    cfg = CollectConfig(episodes=4, workers=1, max_steps=30, policy="agent", controller=str(c),
+    cfg = CollectConfig(episodes=4, workers=1, policy="agent", controller=str(c),
                         action_noise=0.2, brownian_share=0.5, seed=3)
     collect_rollouts(tmp_path / "r", cfg, ENV, progress=False)
     entries = read_manifest(tmp_path / "r")
@@ -61,11 +61,11 @@ def test_action_noise_changes_the_actions_and_the_episode_replays(agent_models):
     from worldmodels.commands.collect import run_episode
 
     _, _, c = agent_models
-    cfg = CollectConfig(episodes=1, workers=1, max_steps=20, policy="agent", controller=str(c),
-                        action_noise=0.0)
-    clean = run_episode(0, cfg, ENV)["action"]
-    noisy = run_episode(0, replace(cfg, action_noise=0.3), ENV)["action"]
-    again = run_episode(0, replace(cfg, action_noise=0.3), ENV)["action"]
+    cfg = CollectConfig(episodes=1, workers=1, policy="agent", controller=str(c), action_noise=0.0)
+    env = replace(ENV, max_steps=20)
+    clean = run_episode(0, cfg, env)["action"]
+    noisy = run_episode(0, replace(cfg, action_noise=0.3), env)["action"]
+    again = run_episode(0, replace(cfg, action_noise=0.3), env)["action"]
     np.testing.assert_array_equal(noisy, again)
     assert np.abs(noisy - clean).mean() > 0.05
     assert (noisy >= [-1, 0, 0]).all() and (noisy <= 1).all()
@@ -190,6 +190,7 @@ def iterate_preset():
                    iterate=IterateConfig(rounds=2, episodes=2, workers=1, recon_frames=20))
 
 
+@pytest.mark.slow
 def test_iterate_two_rounds_resume_and_honest_protocol(tmp_path, monkeypatch):
     from worldmodels.commands import train_rnn as train_rnn_mod
     from worldmodels.commands.pipeline import run_pipeline

@@ -201,9 +201,10 @@ def test_an_unreachable_cluster_is_an_error_naming_its_address(tmp_path, capsys)
 
 # --- on the cluster ---------------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_collect_equals_local_through_a_killed_worker_and_a_killed_driver(cluster, tmp_path,
                                                                           monkeypatch):
-    opts = ["collect", "--preset", "debug", "--collect.episodes", "8", "--collect.max-steps", "100",
+    opts = ["collect", "--preset", "debug", "--collect.episodes", "8", "--env.max-steps", "100",
             "--no-progress"]
     assert cli.main([*opts, "--collect.workers", "1", "--out", str(tmp_path / "local")]) == 0
 
@@ -243,6 +244,7 @@ def _es_result(out: Path) -> dict:
     return result
 
 
+@pytest.mark.slow
 def test_real_es_equals_local_through_a_killed_actor_and_a_killed_driver(cluster, models,
                                                                           tmp_path):
     vae, rnn, _ = models
@@ -267,6 +269,7 @@ def test_real_es_equals_local_through_a_killed_actor_and_a_killed_driver(cluster
     assert len(_es_result(out)["fitness"]) == 4 and len(_es_result(out)["evals"]) == 2
 
 
+@pytest.mark.slow
 def test_dream_es_and_evaluate_equal_local(cluster, models, tmp_path):
     vae, rnn, controller = models
     # 7 dream rows (6 candidates and the CMA mean): blocks of 4 and 3 on the two actors.

@@ -176,6 +176,7 @@ def test_sticky_policy_holds_each_random_action_for_up_to_50_steps():
     assert spread(actions) > 3 * spread(per_step)
 
 
+@pytest.mark.slow
 def test_doom_debug_pipeline_end_to_end(tmp_path):
     """The whole pipeline on Take Cover: random data, V, M without a reward head, C in the
     dream only (no real episode while training), scored on the real game."""

@@ -243,6 +243,7 @@ def uninterrupted(tmp_path_factory) -> dict:
     return {"data": data, "ckpt": ckpt}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crash_step, checkpoint_every_s", [
     (12, 1e9),   # in epoch 3: resumes from the end-of-epoch-2 checkpoint
     (7, 0.0),    # in epoch 2, checkpoints after every step: resumes inside the epoch

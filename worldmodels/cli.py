@@ -24,6 +24,7 @@ from .config import (
     DEFAULT_PRESET,
     OVERLAYS,
     PRESETS,
+    REMOVED_FIELDS,
     SECTIONS,
     Preset,
     compose_presets,
@@ -195,14 +196,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def parse_args(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """``parser``'s arguments; an unknown option is refused by name, pointing an option of the
-    old flat syntax (``--epochs``) to its ``--SECTION.FIELD`` spelling (``--rnn.epochs``)."""
+    old flat syntax (``--epochs``) to its ``--SECTION.FIELD`` spelling (``--rnn.epochs``) and a
+    removed one (``config.REMOVED_FIELDS``) to the option that replaced it."""
     args, unknown = parser.parse_known_args(argv)
     if unknown:
         command = args._parser
         options = [s for action in command._actions for s in action.option_strings]
         near = [o for u in unknown if u.startswith("--") for o in options
                 if o.endswith("." + u[2:].partition("=")[0])]
-        hint = (f"; did you mean {' or '.join(near)}?" if near else
+        replaced = {option(*old.split(".")): option(*new.split("."))
+                    for old, (new, _) in REMOVED_FIELDS.items()}
+        gone = [f"{u} was removed after 0.1.0, {replaced[u]} sets it now"
+                for u in (u.partition("=")[0] for u in unknown) if u in replaced]
+        hint = (f"; {'; '.join(gone)}" if gone else
+                f"; did you mean {' or '.join(near)}?" if near else
                 "; config options are --SECTION.FIELD VALUE, see --help"
                 if any("." in o for o in options) else "")
         command.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")

@@ -30,9 +30,10 @@ import dataclasses
 import inspect
 import json
 import math
+import operator
 from dataclasses import dataclass, field, fields, replace
 from functools import cache
-from typing import Any, Literal, Mapping, Sequence, TypeVar, get_args, get_origin, get_type_hints
+from typing import Any, Callable, Literal, Mapping, Sequence, TypeVar, get_args, get_origin, get_type_hints
 
 T = TypeVar("T")
 
@@ -100,7 +101,8 @@ class EnvConfig:
     crop_rows: int = 84
     """Rows kept from the top of the 96x96 frame; the rest is the dashboard."""
     max_steps: int = 1000
-    """Episode length limit in env steps (CarRacing-v3 truncates at 1000)."""
+    """Episode length limit in env steps (CarRacing-v3 truncates at 1000): of every real episode, collected
+    or evaluated (C's real-mode training episodes may be shorter: ``controller.real_max_steps``)."""
 
     def __post_init__(self) -> None:
         _check(self, at_least_one=("frame_size", "crop_rows", "max_steps"))
@@ -114,8 +116,6 @@ class CollectConfig:
     """Number of episodes to collect."""
     workers: int = 2
     """Parallel worker processes."""
-    max_steps: int = 1000
-    """Steps per episode at most (episodes also end when the env terminates)."""
     policy: Literal["brownian", "random", "sticky", "agent"] = "brownian"
     """Data-collection policy: CarRacing's ``brownian`` (temporally correlated) or ``random`` (uniform), Take
     Cover's ``random`` or ``sticky`` (each action held 1-50 steps), or ``agent`` (the World Models agent of
@@ -133,7 +133,7 @@ class CollectConfig:
     driven by ``brownian`` instead."""
 
     def __post_init__(self) -> None:
-        _check(self, at_least_one=("episodes", "workers", "max_steps"),
+        _check(self, at_least_one=("episodes", "workers"),
                non_negative=("seed", "action_noise"), unit=("brownian_share",))
 
 
@@ -231,10 +231,11 @@ class ControllerConfig:
     temperature: float = 1.15
     """Dream temperature tau: mixture logits / tau, Gaussian std * sqrt(tau)."""
     dream_max_steps: int = 1000
-    """Dream episode length limit."""
+    """Dream mode: a dream's length limit in M's steps, set apart from ``env.max_steps`` (equal in the
+    presets; shorter for ``dream_start`` ``branch``)."""
     real_max_steps: int = 0
-    """If > 0, real-mode training episodes stop after this many steps (periodic evaluations still run the
-    env's full length)."""
+    """Real mode: C's training episodes stop after this many steps (0, or more than ``env.max_steps``:
+    ``env.max_steps``); the periodic and final evaluations run ``env.max_steps``."""
     done_threshold: float = 0.5
     """A dream step is terminal when the done probability exceeds this (sampled if ``sample_done``)."""
     sample_done: bool = False
@@ -413,7 +414,7 @@ PRESETS: dict[str, Preset] = {
     "debug": Preset(
         name="debug",
         env=EnvConfig(max_steps=100),
-        collect=CollectConfig(episodes=6, workers=2, max_steps=100),
+        collect=CollectConfig(episodes=6, workers=2),
         vae=VAEConfig(epochs=1, batch_size=32, lr=1e-3, val_episodes=1),
         rnn=MDNRNNConfig(hidden_size=64, seq_len=32, batch_size=8, epochs=2, val_episodes=1),
         controller=ControllerConfig(
@@ -426,7 +427,7 @@ PRESETS: dict[str, Preset] = {
     # random episodes is exploited by C; README, "Results").
     "laptop": Preset(
         name="laptop",
-        collect=CollectConfig(episodes=200, workers=2, max_steps=1000),
+        collect=CollectConfig(episodes=200, workers=2),
         vae=VAEConfig(epochs=3, val_episodes=8, lr=1e-3),
         rnn=MDNRNNConfig(seq_len=100, batch_size=64, epochs=20, val_episodes=8),
         # Half-length training episodes and one track per candidate keep a generation near
@@ -439,7 +440,7 @@ PRESETS: dict[str, Preset] = {
     ),
     "paper": Preset(
         name="paper",
-        collect=CollectConfig(episodes=10_000, max_steps=1000),
+        collect=CollectConfig(episodes=10_000),
         vae=VAEConfig(epochs=10, batch_size=100, lr=1e-4, val_episodes=100),
         rnn=MDNRNNConfig(seq_len=999, batch_size=100, epochs=20, val_episodes=100),
         controller=ControllerConfig(
@@ -501,7 +502,7 @@ _DOOM_RNN = MDNRNNConfig(action_dim=1, predict_reward=False, reward_weight=0.0)
 PRESETS["doom-debug"] = Preset(
     name="doom-debug",
     env=replace(_DOOM, max_steps=100),
-    collect=CollectConfig(episodes=6, workers=2, max_steps=100, policy="random"),
+    collect=CollectConfig(episodes=6, workers=2, policy="random"),
     vae=VAEConfig(epochs=1, batch_size=32, lr=1e-3, val_episodes=1),
     rnn=replace(_DOOM_RNN, hidden_size=64, seq_len=32, batch_size=8, epochs=2, val_episodes=1),
     controller=ControllerConfig(popsize=8, rollouts_per_candidate=2, generations=2,
@@ -511,7 +512,7 @@ PRESETS["doom-debug"] = Preset(
 PRESETS["doom-laptop"] = Preset(
     name="doom-laptop",
     env=_DOOM,
-    collect=CollectConfig(episodes=500, workers=2, max_steps=2100, policy="random"),
+    collect=CollectConfig(episodes=500, workers=2, policy="random"),
     vae=VAEConfig(z_dim=64, epochs=2, val_episodes=10, lr=1e-3),
     # ~100k steps of ~200-step episodes: short sequences and many epochs, so that M sees
     # each of the ~500 deaths many times.
@@ -525,7 +526,7 @@ PRESETS["doom-laptop"] = Preset(
 PRESETS["doom-paper"] = Preset(
     name="doom-paper",
     env=_DOOM,
-    collect=CollectConfig(episodes=10_000, max_steps=2100, policy="random"),
+    collect=CollectConfig(episodes=10_000, policy="random"),
     vae=VAEConfig(z_dim=64, epochs=10, batch_size=100, lr=1e-4, val_episodes=100),
     rnn=replace(_DOOM_RNN, z_dim=64, hidden_size=512, seq_len=999, batch_size=100, epochs=20,
                 val_episodes=100),
@@ -543,6 +544,42 @@ ADDED_FIELDS: dict[str, Any] = {
 """Config fields added after 0.1.0, with the value that behaves as 0.1.0 did: a run folder
 started by 0.1.0 (whose config.json lacks them) resumes when they hold these values."""
 
+REMOVED_FIELDS: dict[str, tuple[str, Callable[[Any, Any], bool]]] = {
+    # Collection stopped at the smaller of the two: at or above env's time limit, collect's
+    # own limit never acted (the presets set them equal).
+    "collect.max_steps": ("env.max_steps", operator.ge),
+}
+"""Config fields removed after 0.1.0 (``SECTION.FIELD``), each with the field that now carries its
+meaning and the test ``(old value, that field's value)`` of an old value that behaved as that
+field alone does now: a record written before (``RUN/preset.json``, ``rollouts/collect.json``)
+is read without the removed field when the test holds, and refused when not (a config that
+cannot be expressed any more; :func:`without_removed_fields`, ``runs.start_run``)."""
+
+
+def without_removed_fields(data: dict, section: str = "") -> dict:
+    """``data``, a config as stored, less its ``REMOVED_FIELDS``; a one-line ValueError when one
+    held a value that the field that replaced it cannot express.
+
+    ``data`` holds config sections under their names (a :class:`Preset` as a dict) and, when
+    ``section`` is given, is itself that section's fields (``collect.json``: collect's fields,
+    ``env`` under its name)."""
+    out = {name: dict(value) if name in SECTIONS and isinstance(value, dict) else value
+           for name, value in data.items()}
+    found = {name: value for name, value in out.items()
+             if name in SECTIONS and isinstance(value, dict)}
+    if section:
+        found[section] = out
+    for removed, (kept, expressible) in REMOVED_FIELDS.items():
+        (r_section, r_name), (k_section, k_name) = removed.split("."), kept.split(".")
+        if r_name not in found.get(r_section, {}):
+            continue
+        old = found[r_section].pop(r_name)
+        now = found.get(k_section, {}).get(k_name, getattr(SECTIONS[k_section](), k_name))
+        if not expressible(old, now):
+            raise ValueError(f"{removed} {old!r} with {kept} {now!r} cannot be expressed any "
+                             f"more: {removed} was removed after 0.1.0, {kept} sets both")
+    return out
+
 
 def to_dict(cfg: Any) -> dict:
     """A config as plain JSON-able data (nested dataclasses become dicts)."""
@@ -550,7 +587,9 @@ def to_dict(cfg: Any) -> dict:
 
 
 def from_dict(cls: type[T], data: dict) -> T:
-    """Rebuild a config dataclass from :func:`to_dict` output; unknown keys are an error."""
+    """Rebuild a config dataclass from :func:`to_dict` output, also an older version's (less its
+    ``REMOVED_FIELDS``); unknown keys are an error."""
+    data = without_removed_fields(data)
     known = {f.name: f for f in fields(cls)}  # type: ignore[arg-type]
     unknown = set(data) - set(known)
     if unknown:

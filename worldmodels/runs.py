@@ -65,11 +65,15 @@ def release(folder: str | os.PathLike) -> None:
 
 
 def start_run(folder: str | os.PathLike, config: dict[str, Any], stage: str,
-              filename: str = CONFIG) -> Path:
+              filename: str = CONFIG, section: str = "") -> Path:
     """Create ``folder`` and its config file, or check that an existing one matches.
 
     ``filename`` is ``config.json`` for model folders; data folders name it after their
-    stage (``collect.json``, ``encode.json``).
+    stage (``collect.json``, ``encode.json``). A file written by an earlier version matches
+    when the fields added since hold their old-behaviour default (``config.ADDED_FIELDS``)
+    and the fields removed since behaved as the ones that replaced them do now
+    (``config.REMOVED_FIELDS``; ``section``: the config section whose fields ``config`` holds
+    at its top level); one they cannot express is refused.
     """
     folder = Path(folder)
     # Another kind of stage's folder (`collect --out <latents>`, `encode --data X --out X`):
@@ -89,6 +93,13 @@ def start_run(folder: str | os.PathLike, config: dict[str, Any], stage: str,
     record = {"stage": stage, "config": config}
     if path.exists():
         old = read_json(path)
+        try:
+            old = _without_removed_fields(old, section)
+        except ValueError as e:
+            if taken:
+                release(folder)  # a refused run does not keep the folder
+            raise RunConfigMismatch(f"{folder} holds a {old.get('stage')} run that this version "
+                                    f"cannot resume: {e}; use another output folder") from None
         if _canonical(old) != _canonical(_without_new_defaults(record, old)):
             if taken:
                 release(folder)  # a refused run does not keep the folder
@@ -111,6 +122,17 @@ def _without_new_defaults(new: Any, old: Any) -> Any:
         return new
     return {k: _without_new_defaults(v, old[k]) if k in old else v for k, v in new.items()
             if k in old or k not in ADDED_FIELDS or ADDED_FIELDS[k] != v}
+
+
+def _without_removed_fields(old: Any, section: str) -> Any:
+    """The record ``old`` (written by an earlier version) less the config fields removed since
+    (``REMOVED_FIELDS``; a ValueError when the fields that replaced them cannot express one):
+    :func:`_without_new_defaults`'s counterpart."""
+    from .config import without_removed_fields
+
+    if not (isinstance(old, dict) and isinstance(old.get("config"), dict)):
+        return old
+    return {**old, "config": without_removed_fields(old["config"], section)}
 
 
 def is_done(folder: str | os.PathLike) -> bool:

@@ -72,7 +72,7 @@ def tiny_preset() -> Preset:
     return replace(
         d, name="tiny",
         env=replace(d.env, max_steps=40),
-        collect=replace(d.collect, episodes=3, workers=1, max_steps=40),
+        collect=replace(d.collect, episodes=3, workers=1),
         vae=replace(d.vae, batch_size=16),
         rnn=replace(d.rnn, hidden_size=32, seq_len=16, batch_size=4),
         controller=replace(d.controller, popsize=6, rollouts_per_candidate=1, generations=3,

@@ -118,8 +118,9 @@ def bench_collect(quick: bool, device: torch.device) -> dict[str, float]:
 
     cores = os.cpu_count() or 1
     episodes, max_steps = (cores, 200) if quick else (2 * cores, 1000)
-    cfg = CollectConfig(episodes=episodes, workers=cores, max_steps=max_steps)
-    return {"collect_steps_per_s": _collect_steps_per_s(cfg, EnvConfig(env_id=FAST))}
+    cfg = CollectConfig(episodes=episodes, workers=cores)
+    return {"collect_steps_per_s": _collect_steps_per_s(cfg, EnvConfig(env_id=FAST,
+                                                                       max_steps=max_steps))}
 
 
 def _collect_steps_per_s(cfg: CollectConfig, env_cfg: EnvConfig) -> float:
@@ -147,7 +148,7 @@ def bench_doom(quick: bool, device: torch.device) -> dict[str, float]:
     out = {"doom_env_steps_per_s_1proc": _env_steps(DOOM, steps),
            f"doom_env_steps_per_s_{cores}proc": _env_steps_parallel(DOOM, steps, cores)}
     episodes = 2 * cores if quick else 20 * cores
-    cfg = CollectConfig(episodes=episodes, workers=cores, max_steps=2100, policy="random")
+    cfg = CollectConfig(episodes=episodes, workers=cores, policy="random")
     out["doom_collect_steps_per_s"] = _collect_steps_per_s(cfg, EnvConfig(env_id=DOOM, max_steps=2100))
     return out
 
@@ -409,11 +410,12 @@ def _collect_rate(folder: Path, cluster: ClusterConfig, workers: int, steps: int
     from .collect import collect_rollouts
 
     def seconds(episodes: int, max_steps: int, name: str, workers: int = workers) -> float:
-        cfg = CollectConfig(episodes=episodes, workers=workers, max_steps=max_steps)
+        cfg = CollectConfig(episodes=episodes, workers=workers)
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
             collect_rollouts(folder / f"{cluster.backend}{workers}_{name}", cfg,
-                             EnvConfig(env_id=FAST), progress=False, cluster=cluster)
+                             EnvConfig(env_id=FAST, max_steps=max_steps), progress=False,
+                             cluster=cluster)
         return time.perf_counter() - start
 
     # Imports, and a Ray task worker on every node (tasks are spread over them), before timing.

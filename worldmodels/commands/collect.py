@@ -6,9 +6,8 @@ of workers. Each episode is written to ``OUT/ep_{i:06d}.npz`` (temp file + renam
 worker process that ran it; only the parent appends it to ``OUT/manifest.jsonl``. The
 shard format is described in ``worldmodels.data``.
 
-An episode ends when the env terminates (lap done, off the playfield) or truncates, or
-after ``--collect.max-steps`` steps; stopping there counts as a time limit
-(``truncated`` is True on the last step).
+An episode ends when the env terminates (lap done, off the playfield) or truncates: its time
+limit is ``--env.max-steps`` steps (``truncated`` is True on the last step).
 
 Rerunning the same command resumes: finished episodes are kept, a shard that was written
 but not yet listed (a kill between the two) is checked and listed (or redone if corrupt),
@@ -114,14 +113,14 @@ def run_episode(index: int, cfg: CollectConfig, env_cfg: EnvConfig,
     try:
         obs, _ = env.reset(seed=env_seed)
         policy.reset()
-        for t in range(cfg.max_steps):
+        for _ in range(env_cfg.max_steps):  # make_env's time limit truncates the last step
             action = policy.act(obs)
             frames.append(obs)
             actions.append(action)
             obs, reward, term, trunc, _ = env.step(action)
             rewards.append(reward)
             terminated.append(term)
-            truncated.append(trunc or t == cfg.max_steps - 1)
+            truncated.append(trunc)
             if on_step is not None:
                 on_step()
             if term or trunc:
@@ -205,8 +204,7 @@ def _ray_worker(index: int, out_dir: str, cfg: CollectConfig, env_cfg: EnvConfig
 
 def run_config(cfg: CollectConfig, env_cfg: EnvConfig) -> dict:
     """What ``collect.json`` records: every option that changes the data."""
-    record: dict[str, Any] = {"policy": cfg.policy, "seed": cfg.seed, "max_steps": cfg.max_steps,
-                              "env": to_dict(env_cfg)}
+    record: dict[str, Any] = {"policy": cfg.policy, "seed": cfg.seed, "env": to_dict(env_cfg)}
     if cfg.policy == "agent":
         record.update(controller_sha256=_controller_sha256(cfg.controller),
                       action_noise=cfg.action_noise, brownian_share=cfg.brownian_share)
@@ -369,7 +367,8 @@ def collect_rollouts(out_dir: str | Path, cfg: CollectConfig, env_cfg: EnvConfig
         connect(cluster)
     _check_config(cfg, env_cfg)
     out = Path(out_dir)
-    start_run(out, run_config(cfg, env_cfg), "collect", filename=RUN_FILE)  # and lock OUT
+    start_run(out, run_config(cfg, env_cfg), "collect", filename=RUN_FILE,  # and lock OUT
+              section="collect")
     todo = _prepare_folder(out, cfg)
     bar = _Progress(cfg.episodes, cfg.episodes - len(todo), progress)
     # Also when called from Python rather than the command line.
