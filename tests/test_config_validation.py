@@ -73,3 +73,35 @@ def test_every_float_field_refuses_non_finite_values(cls):
             for bad in (math.nan, math.inf, -math.inf):
                 with pytest.raises(ValueError, match=f.name):
                     cls(**{f.name: bad})
+
+
+@pytest.mark.parametrize("argv, option", [
+    (["dream", "--agent", "carracing", "--record", "x.gif", "--fps", "0"], "--fps"),
+    (["dream", "--agent", "carracing", "--record", "x.gif", "--size", "-5"], "--size"),
+    (["play", "--agent", "carracing", "--record", "x.gif", "--every", "0"], "--every"),
+    (["encode", "--data", "D", "--vae", "V.pt", "--out", "OUT", "--batch-size", "0"], "--batch-size"),
+])
+def test_sizes_and_rates_below_one_are_refused_by_name(tmp_path, capsys, monkeypatch, argv, option):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and f"argument {option}: must be in [1" in err, err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_gpu_or_a_file_as_run_folder_is_refused_before_anything_is_written(
+        tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run = tmp_path / "run"
+    assert cli.main(["pipeline", "--preset", "debug", "--run-dir", str(run), "--device", "cuda"]) == 2
+    assert "--device cuda asked for, but torch sees no CUDA device" in capsys.readouterr().err
+    assert not run.exists()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("keep me")
+    assert cli.main(["pipeline", "--preset", "debug", "--run-dir", str(a_file)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert cli.main(["collect", "--preset", "debug", "--out", str(a_file)]) == 2
+    assert "is a file; collect writes a folder there" in capsys.readouterr().err
+    assert a_file.read_text() == "keep me"

@@ -109,9 +109,26 @@ def test_checkpoint_errors_name_the_file(tmp_path):
         load_checkpoint(truncated)
     with pytest.raises(CheckpointError, match="is a 'vae' checkpoint, expected 'mdnrnn'"):
         load_checkpoint(good, kind="mdnrnn")
+    no_config = tmp_path / "no_config.pt"
+    torch.save({"kind": "vae", "model": ConvVAE(4).state_dict()}, no_config)
+    with pytest.raises(CheckpointError, match="no_config.pt is not a complete worldmodels checkpoint"):
+        load_checkpoint(no_config)
     with pytest.raises(CheckpointError,
                        match="shape fc_mu.weight: checkpoint \\(4, 1024\\) vs model \\(32, 1024\\)"):
         load_state(ConvVAE(32), load_checkpoint(good)["model"], good)
+
+
+def test_a_full_disk_during_a_save_is_a_checkpoint_error_and_leaves_no_file(tmp_path, monkeypatch):
+    def full_disk(obj, f, *args, **kwargs):
+        with open(f, "wb") as out:
+            out.write(b"partial")
+        raise RuntimeError("[enforce fail at inline_container.cc:783] . PytorchStreamWriter "
+                           "failed writing file data/0: file write failed\nunexpected pos 64")
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(CheckpointError, match="cannot write checkpoint .*v.pt .disk full"):
+        save_checkpoint(tmp_path / "v.pt", kind="vae", config={}, model={})
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_check_parent_refuses_other_parent(tmp_path):

@@ -52,7 +52,11 @@ def save_checkpoint(path: str | os.PathLike, *, kind: str, config: dict, model: 
         "parents": dict(parents or {}),
         "extra": dict(extra or {}),
     }
-    return atomic_write(path, lambda p: torch.save(payload, p))
+    try:
+        return atomic_write(path, lambda p: torch.save(payload, p))
+    except (OSError, RuntimeError) as e:  # a full disk: torch says "unexpected pos ..."
+        raise CheckpointError(f"cannot write checkpoint {path} (disk full or not writable?): "
+                              f"{e}".splitlines()[0]) from e
 
 
 def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
@@ -74,6 +78,9 @@ def load_checkpoint(path: str | os.PathLike, kind: str | None = None,
                               ) from None
     if not isinstance(ckpt, dict) or "kind" not in ckpt or "model" not in ckpt:
         raise CheckpointError(f"{path} is not a worldmodels checkpoint (no 'kind'/'model' keys)")
+    if not isinstance(ckpt.get("config"), dict) or not isinstance(ckpt["model"], dict):
+        raise CheckpointError(f"{path} is not a complete worldmodels checkpoint (its 'config' "
+                              "or 'model' entry is missing or not a dict)")
     if kind is not None and ckpt["kind"] != kind:
         raise CheckpointError(f"{path} is a {ckpt['kind']!r} checkpoint, expected {kind!r}")
     if ckpt.get("version", "").split(".")[:2] != __version__.split(".")[:2]:

@@ -137,6 +137,17 @@ def config_from_args(args: argparse.Namespace, section: str) -> Any:
                                  for key, value in _given(args, section).items()})
 
 
+def positive_int(text: str) -> int:
+    """argparse type of a count or a size: an integer >= 1 (``--fps 0`` is refused by name)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if not 1 <= value <= 10_000_000:
+        raise argparse.ArgumentTypeError(f"must be in [1, 10,000,000], got {value}")
+    return value
+
+
 def add_agent_argument(parser: argparse._ActionsContainer) -> None:
     parser.add_argument("--agent", metavar="NAME|DIR",
                         help="a shipped agent (`agents/zoo/NAME`, e.g. carracing) or an agent "
@@ -236,8 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    except (CLIError, CheckpointError, NoDisplayError, FileNotFoundError, ValueError,
-            FloatingPointError) as e:
+    except (CLIError, CheckpointError, NoDisplayError, OSError, ValueError,
+            FloatingPointError) as e:  # OSError: a full disk, an unwritable path
         print(f"worldmodels {args.command}: error: {e}", file=sys.stderr)
         return 2
     return int(result or 0)

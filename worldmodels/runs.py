@@ -76,6 +76,8 @@ def start_run(folder: str | os.PathLike, config: dict[str, Any], stage: str,
     at its top level); one they cannot express is refused.
     """
     folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder} is a file; {stage} writes a folder there")
     # Another kind of stage's folder (`collect --out <latents>`, `encode --data X --out X`):
     # refused before the lock is taken, so the folder is left untouched.
     others = [folder / name for name in RECORD_FILES if name != filename

@@ -90,7 +90,8 @@ def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(f"--device {name} asked for, but torch sees no CUDA device")
+        raise ValueError(f"--device {name} asked for, but torch sees no CUDA device "
+                         "(use --device cpu, or auto)")
     if name != "cpu" and not name.startswith("cuda"):
         raise ValueError(f"unknown device {name!r}; use auto, cpu or cuda")
     return torch.device(name)

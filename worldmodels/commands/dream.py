@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..cli import CLIError, add_agent_argument, add_device_argument, apply_agent
+from ..cli import CLIError, add_agent_argument, add_device_argument, apply_agent, positive_int
 from ..dream import BatchedDream, predict_open_loop
 from ..utils import resolve_device
 from ..vae import ConvVAE, decode_frames, load_vae
@@ -45,7 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="C drives the dream (--vae and --rnn default to the ones C records)")
     add_agent_argument(parser)
     parser.add_argument("--record", metavar="FILE", help="write the video to FILE (.mp4 or .gif)")
-    parser.add_argument("--steps", type=int, default=None,
+    parser.add_argument("--steps", type=positive_int, default=None,
                         help=f"dream steps; the video has steps + 1 frames (default: "
                              f"{DEFAULT_STEPS}; with --open-loop the episode's length; with "
                              "--keyboard no limit)")
@@ -68,8 +68,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--keyboard", action="store_true",
                         help="drive inside the dream with the arrow keys (needs a display)")
     parser.add_argument("--tb-dir", metavar="DIR", help="also log the video to TensorBoard here")
-    parser.add_argument("--fps", type=int, default=30, help="video frame rate (default: 30)")
-    parser.add_argument("--size", type=int, default=256,
+    parser.add_argument("--fps", type=positive_int, default=30, help="video frame rate (default: 30)")
+    parser.add_argument("--size", type=positive_int, default=256,
                         help="side of each video panel in pixels (default: 256)")
     add_device_argument(parser)
 

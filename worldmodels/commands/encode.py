@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from ..checkpoint import checkpoint_sha256
-from ..cli import add_device_argument
+from ..cli import add_device_argument, positive_int
 from ..data import ShardError, append_manifest, batches_across, read_episode, read_manifest, write_shard
 from ..runs import ENCODE_JSON, is_done, mark_done, print_already_finished, start_run
 from ..utils import Prefetch, read_json, resolve_device
@@ -192,7 +192,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "encode new rollouts)")
     parser.add_argument("--dtype", default="float16", choices=DTYPES,
                         help="dtype of the stored mu and logvar (default: float16)")
-    parser.add_argument("--batch-size", type=int, default=1000,
+    parser.add_argument("--batch-size", type=positive_int, default=1000,
                         help="frames per forward pass, across episodes (default: 1000)")
     add_device_argument(parser)
     parser.add_argument("--skip-corrupt", action="store_true",

@@ -35,7 +35,7 @@ import cv2
 import numpy as np
 import torch
 
-from ..cli import CLIError, add_device_argument
+from ..cli import CLIError, add_device_argument, positive_int
 from ..runs import TB, RunLayout
 from ..utils import atomic_write_bytes, read_json, resolve_device
 from ..video import diff_image, draw_text, hstack_panels, upscale
@@ -76,14 +76,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="skip a figure (or a learning-curve panel) whose input files are "
                              "missing, with a printed note; without it a missing file is an "
                              "error naming the file (exit status 2)")
-    parser.add_argument("--size", type=int, default=PANEL,
+    parser.add_argument("--size", type=positive_int, default=PANEL,
                         help=f"side in pixels of each frame in the image grids, 64 x 64 frames "
                              f"upscaled with nearest pixels (default: {PANEL})")
-    parser.add_argument("--frames", type=int, default=8,
+    parser.add_argument("--frames", type=positive_int, default=8,
                         help="frames (columns) in reconstruction.png (default: 8)")
-    parser.add_argument("--steps", type=int, default=100,
+    parser.add_argument("--steps", type=positive_int, default=100,
                         help="dream steps in dream_strip.png (default: 100)")
-    parser.add_argument("--every", type=int, default=10,
+    parser.add_argument("--every", type=positive_int, default=10,
                         help="dream_strip.png shows every N-th step, 0 and --steps included "
                              "(default: 10)")
     parser.add_argument("--episode", type=int, default=None,

@@ -28,7 +28,7 @@ from typing import Any, Callable
 from ..cli import add_config_arguments, add_device_argument, add_preset_argument, preset_from_args
 from ..config import SECTIONS, Preset, to_dict
 from ..runs import RunLayout, print_already_finished
-from ..utils import atomic_write_json, read_json
+from ..utils import atomic_write_json, read_json, resolve_device
 
 STAGES = ("collect", "train-vae", "encode", "train-rnn", "train-controller", "iterate",
           "evaluate")
@@ -58,6 +58,9 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
     from .train_vae import train_vae
 
     run_dir = Path(run_dir)
+    resolve_device(device)  # a missing GPU is refused before the run folder exists
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--run-dir {run_dir} is a file, not a folder")
     run_dir.mkdir(parents=True, exist_ok=True)
     layout = RunLayout(run_dir)
     # preset.json describes the run: written at once for a new run, and otherwise when a run

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cli import CLIError, add_agent_argument, add_device_argument, apply_agent
+from ..cli import CLIError, add_agent_argument, add_device_argument, apply_agent, positive_int
 from ..config import EnvConfig
 from ..seeds import TEST_START
 from ..utils import resolve_device
@@ -37,22 +37,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="human: show CarRacing's window while driving (default: none)")
     parser.add_argument("--record", type=Path, metavar="OUT.mp4|OUT.gif",
                         help="write a side-by-side video: real | V reconstruction | M prediction")
-    parser.add_argument("--episodes", type=int, default=1, help="episodes to play (default: 1)")
+    parser.add_argument("--episodes", type=positive_int, default=1, help="episodes to play (default: 1)")
     parser.add_argument("--seed", type=int, default=TEST_START,
                         help=f"track seed of the first episode; the next ones add 1 "
                              f"(default: {TEST_START}, the first evaluation track)")
     parser.add_argument("--env-id", default=None,
                         help="real environment id (default: the game C was trained for, "
                              f"{EnvConfig.env_id} or worldmodels/DoomTakeCover-v0)")
-    parser.add_argument("--max-steps", type=int, default=None,
+    parser.add_argument("--max-steps", type=positive_int, default=None,
                         help="steps per episode at most (default: the game's limit, CarRacing "
                              "1000, Take Cover 2100)")
     parser.add_argument("--use-mu", action="store_true",
                         help="feed C the VAE mean instead of a sampled z")
-    parser.add_argument("--panel-size", type=int, default=160, help="pixels per video panel side")
-    parser.add_argument("--fps", type=int, default=None,
+    parser.add_argument("--panel-size", type=positive_int, default=160, help="pixels per video panel side")
+    parser.add_argument("--fps", type=positive_int, default=None,
                         help="video frame rate (default: the game's, CarRacing 50, Take Cover 35)")
-    parser.add_argument("--every", type=int, default=1, metavar="K",
+    parser.add_argument("--every", type=positive_int, default=1, metavar="K",
                         help="record every K-th step (a smaller file; played back at FPS / K "
                              "frames per second, so the video keeps real time; default: 1)")
     add_device_argument(parser)
