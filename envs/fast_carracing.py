@@ -50,6 +50,10 @@ from gymnasium.envs.box2d.car_racing import (
 )
 from pygame import gfxdraw
 
+# pygame-ce (gymnasium >= 1.3 installs it) or classic pygame (older gymnasium, or both
+# installed): they differ in what a Font does after pygame.quit() (see _score_text).
+_PYGAME_CE = bool(getattr(pygame, "IS_CE", False))
+
 
 def _grass_polygons() -> np.ndarray:
     """The 400 grass squares of ``CarRacing._render_road``, same floats, shape (400, 4, 2)."""
@@ -199,7 +203,14 @@ class FastCarRacing(CarRacing):
 
     # ----------------------------------------------------------------------------- text
     def _score_text(self, text: str) -> pygame.Surface:
-        """``Font.render`` of the original with one Font kept, not one made per frame."""
+        """``Font.render`` of the original with one Font kept, not one made per frame.
+
+        pygame-ce raises ``pygame.error`` on a Font whose module was quit (another env's
+        ``pygame.quit()``), and a new Font is made; classic pygame crashes the process
+        instead, so with classic pygame a Font is made per frame, as the original does."""
+        if not _PYGAME_CE:
+            return pygame.font.Font(pygame.font.get_default_font(), 42).render(
+                text, True, (255, 255, 255), (0, 0, 0))
         try:
             if self._font is None:
                 raise pygame.error

@@ -146,6 +146,19 @@ def test_fallback_drawing_paths_identical(env_pair, monkeypatch):
     assert_same_steps(official, fast, forward_biased_actions(7, 120))
 
 
+def test_another_envs_pygame_quit_between_frames_is_survived(env_pair, monkeypatch):
+    """Another env calling pygame.quit() between two frames (its close()) invalidates the
+    kept Font: pygame-ce raises and a new Font is made; under classic pygame, which would
+    crash, a Font is made per frame. Both give the official frames."""
+    official, fast = env_pair
+    for ce in (True, False):
+        monkeypatch.setattr(fast_carracing, "_PYGAME_CE", ce)
+        assert_same_reset(official, fast, seed=3)
+        assert_same_steps(official, fast, forward_biased_actions(3, 5))
+        pygame.quit()
+        assert_same_steps(official, fast, forward_biased_actions(4, 5))
+
+
 # --------------------------------------------------------------------- pygame properties
 def test_rotation_matches_vector2_rotate_rad():
     """numpy (cos*x - sin*y, sin*x + cos*y) equals Vector2.rotate_rad bit for bit, also at

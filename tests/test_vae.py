@@ -220,10 +220,10 @@ def interrupt_at(monkeypatch, step: int) -> None:
     """Make training stop just before its ``step``-th optimizer step (0-based)."""
     real = tv.check_finite
 
-    def check(value, what, at):
+    def check(value, what, at, checkpoint=None):
         if at == step:
             raise Interrupt
-        real(value, what, at)
+        real(value, what, at, checkpoint)
 
     monkeypatch.setattr(tv, "check_finite", check)
 
@@ -304,7 +304,7 @@ def test_nan_loss_stops_with_clear_error_and_keeps_checkpoint(rollouts, tmp_path
 
     monkeypatch.setattr(tv, "vae_loss", loss_going_nan)
     out = tmp_path / "vae"
-    with pytest.raises(FloatingPointError, match="step 6"):
+    with pytest.raises(FloatingPointError, match="step 6; the last good checkpoint, .*vae.pt, is kept"):
         train(rollouts, out)
     ckpt = load_checkpoint(out / "vae.pt")
     assert ckpt["epoch"] == 1 and not (out / "done.json").exists()

@@ -103,11 +103,15 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def check_finite(value: float, what: str, step: int) -> None:
-    """Stop training with a clear message on a NaN or infinite loss."""
+def check_finite(value: float, what: str, step: int,
+                 checkpoint: str | os.PathLike | None = None) -> None:
+    """Stop training with a clear message on a NaN or infinite loss, saying whether a
+    checkpoint (``checkpoint``, the trainer's file) holds the last good state."""
     if not np.isfinite(value):
+        kept = (f"the last good checkpoint, {checkpoint}, is kept" if checkpoint is not None
+                and Path(checkpoint).is_file() else "no checkpoint had been written yet")
         raise FloatingPointError(
-            f"{what} became {value} at step {step}; the last good checkpoint is kept. "
+            f"{what} became {value} at step {step}; {kept}. "
             "Try a lower learning rate or check the input data."
         )
 

@@ -317,7 +317,7 @@ def train_rnn(latent_dir: str | os.PathLike | Sequence[str | os.PathLike],
                 optimizer.zero_grad(set_to_none=True)
                 losses.loss.backward()
                 values = dict(zip(LOSS_TAGS, torch.stack(list(losses)).tolist()))
-                check_finite(values["loss"], "mdnrnn loss", step + 1)
+                check_finite(values["loss"], "mdnrnn loss", step + 1, ckpt_path)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 step += 1

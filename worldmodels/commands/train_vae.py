@@ -330,7 +330,7 @@ def train_vae(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: VAEC
             plan = EpochPlan(lengths, cfg.seed, epoch, window_frames, cfg.max_frames_per_epoch)
             epoch_loss = _train_epoch(vae, optimizer, noise, cfg, dev, data_dir, train_eps,
                                       plan, state, logger, save, progress, skip_corrupt,
-                                      checkpoint_every_s)
+                                      checkpoint_every_s, ckpt_path)
             state.val = validate(vae, data_dir, val_eps, cfg, dev, epoch, skip_corrupt) or None
             if state.val:
                 logger.scalars(state.val, state.step)
@@ -371,7 +371,7 @@ def train_vae(data_dir: str | os.PathLike, out_dir: str | os.PathLike, cfg: VAEC
 def _train_epoch(vae: ConvVAE, optimizer: torch.optim.Optimizer, noise: torch.Generator,
                  cfg: VAEConfig, dev: torch.device, data_dir: Path, train_eps: list[dict],
                  plan: EpochPlan, state: Progress, logger: Logger, save, progress: bool,
-                 skip_corrupt: bool, checkpoint_every_s: float) -> float:
+                 skip_corrupt: bool, checkpoint_every_s: float, checkpoint: Path) -> float:
     """One epoch from ``state.position`` on; returns its mean loss (of this session's steps)."""
     bar = tqdm(total=plan.total, initial=state.position, unit="img", disable=not progress,
                desc=f"train-vae epoch {plan.epoch + 1}/{cfg.epochs}", dynamic_ncols=True)
@@ -396,7 +396,7 @@ def _train_epoch(vae: ConvVAE, optimizer: torch.optim.Optimizer, noise: torch.Ge
             x = frames_to_tensor(torch.from_numpy(batch).to(dev, non_blocking=True))
             losses = vae_loss(vae(x, generator=noise), x, cfg.kl_tolerance)
             loss = losses.loss.item()
-            check_finite(loss, "VAE loss", state.step)
+            check_finite(loss, "VAE loss", state.step, checkpoint)
             optimizer.zero_grad(set_to_none=True)
             losses.loss.backward()
             optimizer.step()
