@@ -105,3 +105,38 @@ def test_missing_gpu_or_a_file_as_run_folder_is_refused_before_anything_is_writt
     assert cli.main(["collect", "--preset", "debug", "--out", str(a_file)]) == 2
     assert "is a file; collect writes a folder there" in capsys.readouterr().err
     assert a_file.read_text() == "keep me"
+
+
+# Every command, fed a bad value: exit status 2, one line naming it, the output untouched.
+EVERY_COMMAND = [
+    (["pipeline", "--preset", "debug", "--run-dir", "OUT", "--iterate.rounds", "-1"], "--iterate.rounds"),
+    (["pipeline", "--preset", "debug", "--preset", "nonsense", "--run-dir", "OUT"], "--preset"),
+    (["pipeline", "--run-dir", "OUT", "--vae.batch-size", "many"], "--vae.batch-size"),
+    (["collect", "--preset", "debug", "--out", "OUT", "--env.env-id", "NoSuchEnv-v0"], "NoSuchEnv-v0"),
+    (["encode", "--data", "NOWHERE", "--vae", "V.pt", "--out", "OUT"], "NOWHERE"),
+    (["train-vae", "--data", "NOWHERE", "--out", "OUT"], "NOWHERE"),
+    (["train-rnn", "--data", "NOWHERE", "--out", "OUT"], "NOWHERE"),
+    (["train-controller", "--vae", "NO_V.pt", "--rnn", "NO_M.pt", "--out", "OUT"], "NO_V.pt"),
+    (["evaluate", "--controller", "NO_C.pt", "--out", "OUT"], "NO_C.pt"),
+    (["evaluate", "--policy", "random", "--eval.episodes", "0", "--out", "OUT"], "--eval.episodes"),
+    (["play", "--controller", "NO_C.pt", "--record", "OUT"], "NO_C.pt"),
+    (["play", "--agent", "no-such-agent", "--record", "OUT"], "no-such-agent"),
+    (["dream", "--vae", "NO_V.pt", "--rnn", "NO_M.pt", "--record", "OUT"], "OUT"),
+    (["dream", "--agent", "carracing", "--record", "OUT.gif", "--steps", "0"], "--steps"),
+    (["figures", "--run-dir", "NOWHERE", "--out", "OUT"], "NOWHERE"),
+    (["export-agent", "--controller", "NO_C.pt", "--out", "OUT", "--name", "x", "--label", "x"],
+     "NO_C.pt"),
+    (["bench", "--only", "nothing", "--out", "OUT"], "--only"),
+    (["bench", "--cluster.backend", "spark", "--out", "OUT"], "--cluster.backend"),
+]
+
+
+@pytest.mark.parametrize("argv, named", EVERY_COMMAND,
+                         ids=[f"{argv[0]}-{named}" for argv, named in EVERY_COMMAND])
+def test_every_command_refuses_bad_input_in_one_line_and_writes_nothing(
+        tmp_path, capsys, monkeypatch, argv, named):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and named in err, err
+    assert list(tmp_path.iterdir()) == []
