@@ -84,15 +84,21 @@ def test_evaluate_play_and_dream_take_an_agent_without_a_run_folder(shipped, tmp
     assert "--agent gives the checkpoints; drop --controller" in capsys.readouterr().err
 
 
-def test_the_shipped_carracing_agent_loads_and_drives(tmp_path):
+@pytest.mark.parametrize("name, env_id", [("carracing", "worldmodels/CarRacingFast-v3"),
+                                           ("doom", "worldmodels/DoomTakeCover-v0")])
+def test_the_shipped_agents_load_and_play_their_game(tmp_path, name, env_id):
     from worldmodels.zoo import available
 
-    assert "carracing" in available()
-    agent = load_shipped("carracing")                       # every sha256 checked
+    if name == "doom":
+        pytest.importorskip("vizdoom")
+    assert name in available()
+    agent = load_shipped(name)                              # every sha256 checked
     assert agent.manifest["score"]["episodes"] == 100 and agent.manifest["label"]
+    assert agent.manifest["score"]["env_id"] == env_id
     assert sum(f["bytes"] for f in agent.manifest["files"].values()) <= 12_000_000
     out = tmp_path / "r.json"
-    assert main(["evaluate", "--agent", "carracing", "--eval.episodes", "2",
+    assert main(["evaluate", "--agent", name, "--eval.episodes", "2",
                  "--eval.workers", "1", "--env.max-steps", "30", "--out", str(out),
                  "--no-progress"]) == 0
-    assert json.loads(out.read_text())["summary"]["episodes"] == 2
+    result = json.loads(out.read_text())
+    assert result["summary"]["episodes"] == 2 and result["env_id"] == env_id
