@@ -257,6 +257,22 @@ def test_iterate_two_rounds_resume_and_honest_protocol(tmp_path, monkeypatch):
                                    load_checkpoint(cut / sub)["model"], rtol=0, atol=0)
 
 
+@pytest.mark.slow
+def test_fine_tuned_rounds_start_m_from_the_previous_round_and_c_from_the_previous_c(tmp_path):
+    from worldmodels.commands.pipeline import run_pipeline
+
+    p = iterate_preset()
+    preset = replace(p, iterate=replace(p.iterate, rounds=1, warm_start=True, fine_tune_m=True,
+                                        fine_tune_epochs=1))
+    run_pipeline(tmp_path, preset, device="cpu", until="iterate", progress=False)
+    m_record = read_json(tmp_path / "rounds" / "01" / "rnn" / "config.json")["config"]
+    assert m_record["init_sha256"] == checkpoint_sha256(tmp_path / "rnn" / "mdnrnn.pt")
+    assert m_record["epochs"] == 1 != preset.rnn.epochs
+    c_record = read_json(tmp_path / "rounds" / "01" / "controller" / "config.json")["config"]
+    assert c_record["init_sha256"] == checkpoint_sha256(
+        read_json(tmp_path / "iterate.json")["rounds"][0]["controller"])
+
+
 def test_a_run_folder_of_0_1_0_resumes_when_new_fields_keep_their_old_behaviour(tmp_path):
     # 0.1.0 wrote M's config without `dropout`: the same config with dropout 0 resumes it,
     # dropout 0.05 (another training) is refused.

@@ -241,6 +241,36 @@ def test_resume_equals_an_uninterrupted_run(tmp_path, monkeypatch):
     assert torch.equal(a["extra"]["noise_rng"], b["extra"]["noise_rng"])
 
 
+def test_fine_tuning_starts_from_the_given_m_and_refuses_another_shape_or_v(tmp_path):
+    latents = write_latents(tmp_path / "latents", n_episodes=8)
+    base = tr.train_rnn(latents, tmp_path / "base", replace(CFG, epochs=2), device="cpu",
+                        progress=False)
+    # With a vanishing learning rate, the fine-tuned M is the M it started from.
+    still = replace(CFG, epochs=1, lr=1e-12)
+    tuned = tr.train_rnn(latents, tmp_path / "tuned", still, device="cpu", progress=False,
+                         init=base)
+    fresh = tr.train_rnn(latents, tmp_path / "fresh", still, device="cpu", progress=False)
+    a, b, c = (load_checkpoint(p)["model"] for p in (base, tuned, fresh))
+    for k in a:
+        torch.testing.assert_close(b[k], a[k], rtol=0, atol=1e-6)
+    assert any(not torch.allclose(c[k], a[k]) for k in a)
+    assert runs.read_json(tmp_path / "tuned" / "config.json")["config"]["init_sha256"] == \
+        checkpoint_sha256(base)
+    # another init in the same folder is another run
+    with pytest.raises(runs.RunConfigMismatch, match="init_sha256"):
+        tr.train_rnn(latents, tmp_path / "tuned", still, device="cpu", progress=False,
+                     init=fresh)
+    with pytest.raises(FileNotFoundError, match="nothing.pt"):
+        tr.train_rnn(latents, tmp_path / "x", still, device="cpu", progress=False,
+                     init=tmp_path / "nothing.pt")
+    with pytest.raises(CheckpointError, match="shape"):
+        tr.train_rnn(latents, tmp_path / "wide", replace(still, hidden_size=16), device="cpu",
+                     progress=False, init=base)
+    other = write_latents(tmp_path / "o" / "latents", n_episodes=8, vae_bytes=b"another V")
+    with pytest.raises(CheckpointError, match="another V"):
+        tr.train_rnn(other, tmp_path / "other", still, device="cpu", progress=False, init=base)
+
+
 def test_bad_latent_folders_are_refused(tmp_path):
     latents = write_latents(tmp_path / "latents", n_episodes=3)
     with pytest.raises(ValueError, match="z_dim 4.*--rnn.z-dim 4"):

@@ -303,11 +303,18 @@ class IterateConfig:
     ``collect.brownian_share``)."""
     warm_start: bool = False
     """Start each round's CMA-ES from the previous round's C instead of zeros."""
+    fine_tune_m: bool = False
+    """Start each round's M from the previous round's M instead of fresh weights. A retrained M's hidden
+    units mean something else, so the previous C (most of whose weights read h) is lost; a fine-tuned M keeps
+    h's meaning, and with ``warm_start`` each round's C goes on from the last one."""
+    fine_tune_epochs: int = 0
+    """With ``fine_tune_m``: epochs of each round's M over all data (0: ``rnn.epochs``)."""
     recon_frames: int = 2000
     """Frames per round on which V's reconstruction error is measured (agent frames vs random ones)."""
 
     def __post_init__(self) -> None:
-        _check(self, at_least_one=("episodes", "workers"), non_negative=("rounds", "recon_frames"))
+        _check(self, at_least_one=("episodes", "workers"),
+               non_negative=("rounds", "recon_frames", "fine_tune_epochs"))
 
 
 @dataclass(frozen=True)

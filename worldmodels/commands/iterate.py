@@ -142,8 +142,12 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
                      if it.recon_frames else None)
             encode_rollouts(rd.rollouts, vae_path, rd.latents, device=dev, progress=progress)
             latent_dirs.append(rd.latents)
-            rnn = train_rnn(latent_dirs, rd.rnn_dir, preset.rnn, device=dev,
-                            tb_dir=rd.tb("rnn"), progress=progress)
+            rnn_cfg, init_m = preset.rnn, None
+            if it.fine_tune_m:
+                rnn_cfg = replace(rnn_cfg, epochs=it.fine_tune_epochs or rnn_cfg.epochs)
+                init_m = layout.round(k - 1).rnn
+            rnn = train_rnn(latent_dirs, rd.rnn_dir, rnn_cfg, device=dev,
+                            tb_dir=rd.tb("rnn"), progress=progress, init=init_m)
             controller = train_controller(vae_path, rnn, rd.controller_dir, preset.controller,
                                           preset.env, device=dev, tb_dir=rd.tb("controller"),
                                           progress=progress,

@@ -37,7 +37,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .. import runs
-from ..checkpoint import CheckpointError, load_checkpoint, load_state, save_checkpoint
+from ..checkpoint import (
+    CheckpointError,
+    checkpoint_sha256,
+    load_checkpoint,
+    load_state,
+    save_checkpoint,
+)
 from ..cli import (
     add_config_arguments,
     add_device_argument,
@@ -230,7 +236,7 @@ def evaluate(model: MDNRNN, data: LatentData, seqs: Sequences, cfg: MDNRNNConfig
 def train_rnn(latent_dir: str | os.PathLike | Sequence[str | os.PathLike],
               out_dir: str | os.PathLike, cfg: MDNRNNConfig,
               device: str = "auto", tb_dir: str | os.PathLike | None = None,
-              progress: bool = True) -> Path:
+              progress: bool = True, init: str | os.PathLike | None = None) -> Path:
     """Train M on one latent folder, or several (the rounds of ``worldmodels iterate``);
     returns ``out_dir/mdnrnn.pt``.
 
@@ -239,6 +245,10 @@ def train_rnn(latent_dir: str | os.PathLike | Sequence[str | os.PathLike],
     list, so a folder started on another config or on another V's latents is refused. Every
     folder must come from the same V. Validation: the last ``cfg.val_episodes`` episodes of
     the first folder's manifest (the same episodes however many rounds follow).
+
+    ``init``: an M checkpoint of the same shape and V to start from (fine-tuning, e.g. the
+    previous round's M in ``worldmodels iterate``) instead of fresh weights; the optimizer
+    starts fresh. Its sha256 is part of the run's config.
     """
     dirs = [Path(latent_dir)] if isinstance(latent_dir, (str, os.PathLike)) else [
         Path(d) for d in latent_dir]
@@ -262,6 +272,11 @@ def train_rnn(latent_dir: str | os.PathLike | Sequence[str | os.PathLike],
     run_config = {**asdict(cfg), **parents}
     if len(dirs) > 1:
         run_config["data"] = [str(d.resolve()) for d in dirs]
+    if init is not None:
+        init = Path(init)
+        if not init.is_file():
+            raise FileNotFoundError(f"M to start from (init) not found: {init}")
+        run_config["init_sha256"] = checkpoint_sha256(init)
     runs.start_run(out_dir, run_config, STAGE)
     ckpt_path = out_dir / runs.MDNRNN_CHECKPOINT
     if runs.is_done(out_dir):
@@ -302,6 +317,15 @@ def train_rnn(latent_dir: str | os.PathLike | Sequence[str | os.PathLike],
         noise.set_state(ckpt["extra"]["noise_rng"])
         epoch, step, metrics = ckpt["epoch"], ckpt["step"], ckpt["extra"]["metrics"]
         print(f"resuming {ckpt_path} after epoch {epoch} (step {step})")
+    elif init is not None:
+        start = load_checkpoint(init, kind="mdnrnn")
+        if start["parents"].get("vae_sha256") != parents["vae_sha256"]:
+            raise CheckpointError(f"{init} was trained on latents of another V than {dirs[0]}")
+        if start.get("model_args") != model.model_args:
+            raise CheckpointError(f"{init} has shape {start.get('model_args')}, this M needs "
+                                  f"{model.model_args}")
+        load_state(model, start["model"], init)
+        print(f"train-rnn: starting from {init}")
 
     steps_per_epoch = int(train_seqs.n_inputs.sum())
     logger = Logger(tb_dir if tb_dir is not None else out_dir / runs.TB)
@@ -366,6 +390,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run folder: mdnrnn.pt, config.json, done.json")
     parser.add_argument("--tb-dir", type=Path, default=None,
                         help="TensorBoard folder (default: OUT_DIR/tb)")
+    parser.add_argument("--init", type=Path, default=None, metavar="MDNRNN_PT",
+                        help="fine-tune: start from this M (same shape, same V) instead of "
+                             "fresh weights")
     add_device_argument(parser)
     add_preset_argument(parser)
     add_config_arguments(parser, "rnn")
@@ -376,6 +403,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, "rnn")
     path = train_rnn(args.data, args.out, cfg, device=args.device, tb_dir=args.tb_dir,
-                     progress=args.progress)
+                     progress=args.progress, init=args.init)
     print(path)
     return 0
