@@ -436,3 +436,21 @@ def test_threads_option_sets_torch_threads(tmp_path, capsys):
         assert "--threads must be >= 1" in capsys.readouterr().err
     finally:
         torch.set_num_threads(before)
+
+
+def test_every_package_folder_is_installed_by_a_regular_pip_install():
+    # pyproject lists the packages by hand (envs/ and agents/ are mapped into worldmodels): a
+    # subpackage missing from the list works in an editable install and is absent from a wheel.
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    tool = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    listed, dirs = set(tool["packages"]), tool["package-dir"]
+    found = set()
+    for name, folder in dirs.items():
+        for init in (root / folder).rglob("__init__.py"):
+            rel = init.parent.relative_to(root / folder).parts
+            found.add(".".join((name, *rel)))
+    assert "worldmodels.commands" in found
+    assert found <= listed, f"packages missing from pyproject.toml: {sorted(found - listed)}"
