@@ -441,8 +441,9 @@ def test_threads_option_sets_torch_threads(tmp_path, capsys):
 def test_every_package_folder_is_installed_by_a_regular_pip_install():
     # pyproject lists the packages by hand (envs/ and agents/ are mapped into worldmodels): a
     # subpackage missing from the list works in an editable install and is absent from a wheel.
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     root = Path(__file__).resolve().parent.parent
     tool = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]

@@ -321,3 +321,14 @@ def test_cli_parser_from_the_module_alone(tmp_path, capsys):
     assert ckpt["config"]["predict_done"] is False and ckpt["config"]["hidden_size"] == 8
     assert ckpt["config"]["seq_len"] == 32   # from the debug preset
     assert str(tmp_path / "rnn" / "mdnrnn.pt") in capsys.readouterr().out
+    # several folders, and a fine-tune from the M above
+    more = write_latents(tmp_path / "more" / "latents", n_episodes=3, seed=1)
+    args = parser.parse_args(["--data", str(latents), str(more), "--out", str(tmp_path / "two"),
+                              "--init", str(tmp_path / "rnn" / "mdnrnn.pt"),
+                              "--preset", "debug", "--rnn.z-dim", str(Z),
+                              "--rnn.hidden-size", "8", "--rnn.epochs", "1",
+                              "--no-rnn.predict-done", "--device", "cpu", "--no-progress"])
+    assert tr.run(args) == 0
+    record = runs.read_json(tmp_path / "two" / "config.json")["config"]
+    assert record["data"] == [str(latents.resolve()), str(more.resolve())]
+    assert record["init_sha256"] == checkpoint_sha256(tmp_path / "rnn" / "mdnrnn.pt")

@@ -383,9 +383,10 @@ def train_rnn(latent_dir: str | os.PathLike | Sequence[str | os.PathLike],
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, type=Path, metavar="LATENT_DIR",
-                        help="folder written by `worldmodels encode` (shards, manifest.jsonl, "
-                             "encode.json)")
+    parser.add_argument("--data", required=True, type=Path, nargs="+", metavar="LATENT_DIR",
+                        help="folder(s) written by `worldmodels encode` with the same V (shards, "
+                             "manifest.jsonl, encode.json); several: M learns from all, "
+                             "validating on the first's last episodes")
     parser.add_argument("--out", required=True, type=Path, metavar="OUT_DIR",
                         help="run folder: mdnrnn.pt, config.json, done.json")
     parser.add_argument("--tb-dir", type=Path, default=None,
@@ -402,7 +403,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, "rnn")
-    path = train_rnn(args.data, args.out, cfg, device=args.device, tb_dir=args.tb_dir,
+    path = train_rnn(list(args.data), args.out, cfg, device=args.device, tb_dir=args.tb_dir,
                      progress=args.progress, init=args.init)
     print(path)
     return 0
