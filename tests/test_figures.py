@@ -44,7 +44,8 @@ def write_scalars(run: Path) -> None:
             log.scalars({"es/fitness_best": 10 * gen, "es/fitness_mean": 6 * gen - 5,
                          "es/fitness_worst": 2 * gen - 20, "es/sigma": 0.1}, gen)
             if gen % 4 == 0:
-                log.scalars({"eval/real_return_mean": 8 * gen, "eval/real_return_std": 10.0}, gen)
+                log.scalars({"eval/real_return_mean": 8 * gen, "eval/real_return_std": 10.0,
+                             "eval/real_steps": 1000 * gen}, gen)
 
 
 def build_run(root: Path, stages: tuple[str, ...] = ("vae", "rnn", "controller", "eval")) -> Path:
@@ -86,8 +87,8 @@ def test_all_figures(run_dir, capsys):
     out = run_dir / "pngs"
     assert main(["figures", "--run-dir", str(run_dir), "--out", str(out), "--size", str(SIZE),
                  "--steps", "20", "--every", "5", "--device", "cpu"]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [
-        "dream_strip.png", "learning_curves.png", "reconstruction.png"]  # no temporary files
+    assert sorted(p.name for p in out.iterdir()) == [  # and no temporary files
+        "dream_strip.png", "learning_curves.png", "reconstruction.png", "sample_efficiency.png"]
     label, gap = figures.LABEL_WIDTH, figures.GAP
 
     def titles(height: int, rows: int, n_titles: int) -> int:
@@ -179,6 +180,48 @@ def test_missing_inputs(tmp_path, capsys):
         figures.check_inputs(run, "reconstruction")
     assert main(["figures", "--run-dir", str(tmp_path / "nope")]) == 2
     assert "no such folder" in capsys.readouterr().err
+
+
+def test_sample_efficiency(run_dir, tmp_path, capsys):
+    # A pipeline run: each validation at collection (95 steps) + C's real steps so far.
+    p = figures.efficiency_points(run_dir)
+    assert p.steps == [95 + 4000, 95 + 8000, 95 + 12000] and p.scores == [32.0, 64.0, 96.0]
+    assert p.test == (120.0, 20.0) and p.test_steps == 95 + 12000
+    # A run of iterate: one point per round, at iterate.json's cumulative steps.
+    it = tmp_path / "it"
+    it.mkdir()
+    rounds = [{"round": 0, "best_val_return": -80.0, "real_steps_cumulative": 200_000},
+              {"round": 1, "best_val_return": 150.0, "real_steps_cumulative": 260_000},
+              {"round": 2, "best_val_return": None, "real_steps_cumulative": 300_000}]
+    (it / "iterate.json").write_text(json.dumps({"rounds": rounds, "real_steps_total": 300_000}))
+    p = figures.efficiency_points(it)
+    assert (p.steps, p.scores, p.test, p.test_steps) == (
+        [200_000, 260_000], [-80.0, 150.0], None, 300_000)
+    # A run logged before eval/real_steps existed: its best validation at its total.
+    old = build_run(tmp_path / "old", stages=("vae", "rnn", "controller", "eval"))
+    rows = (old / "tb" / "controller" / "scalars.csv").read_text().splitlines()
+    (old / "tb" / "controller" / "scalars.csv").write_text(
+        "\n".join(r for r in rows if "eval/real_steps" not in r) + "\n")
+    (old / "controller" / "done.json").write_text(json.dumps(
+        {"best_real": 70.0, "real_steps": 3000, "train_real_steps": 50_000}))
+    p = figures.efficiency_points(old)
+    assert (p.steps, p.scores, p.test, p.test_steps) == ([53_095], [70.0], (120.0, 20.0), 53_095)
+    # Several runs in one figure, one colour each (matplotlib's C0, C1).
+    out = tmp_path / "pngs"
+    argv = ["figures", "--run-dir", str(run_dir), "--only", "sample_efficiency", "--out", str(out)]
+    assert main(argv + ["--compare", str(old)]) == 0
+    image = read_png(out / "sample_efficiency.png")
+    blue = (31, 119, 180)
+    for color in (blue, ORANGE):
+        assert int((np.abs(image.astype(int) - color).sum(axis=2) < 30).sum()) > 50, color
+    capsys.readouterr()
+    assert main(argv + ["--compare", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert "--compare" in err and str(tmp_path / "nope") in err
+    # Nothing to plot: neither a validation nor a test score, named.
+    empty = build_run(tmp_path / "empty", stages=("vae",))
+    with pytest.raises(figures.MissingInput, match="train-controller"):
+        figures.efficiency_points(empty)
 
 
 def test_held_out_and_scalars(tmp_path):

@@ -19,6 +19,16 @@ Figures and the files of RUN each one reads:
                        Reads tb/{vae,rnn,controller}/scalars.csv (or vae/tb/scalars.csv ...,
                        where the stage commands run on their own write them). Drawn with
                        matplotlib, the optional [figures] extra.
+  sample_efficiency.png
+                       the score of C against the real env steps used to get it, the plot
+                       model-based RL is judged by: each validation of C (mean over the
+                       validation tracks) at the real steps used so far (collection, real-env
+                       fitness, validation), and the final test score (eval/results.json) at
+                       the run's total. Runs of `iterate` give one point per round (the best
+                       validation of that round's C, at iterate.json's cumulative steps).
+                       --compare RUN2 ... overlays other runs (e.g. the real-env protocol
+                       against the dream one). Reads iterate.json, or rollouts/manifest.jsonl
+                       and the controller's done.json and scalars.csv; matplotlib.
 
 A missing input is an error naming the file; with --skip-missing the figure (or learning-curve
 panel) is skipped with a printed note instead. Every PNG is written atomically.
@@ -29,7 +39,7 @@ from __future__ import annotations
 import argparse
 import csv
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
+from typing import TYPE_CHECKING, Callable, NamedTuple, Sequence
 
 import cv2
 import numpy as np
@@ -45,7 +55,7 @@ if TYPE_CHECKING:  # matplotlib is imported where it plots: `import worldmodels`
     from matplotlib.backend_bases import RendererBase
     from matplotlib.legend import Legend
 
-FIGURES = ("reconstruction", "dream_strip", "learning_curves")
+FIGURES = ("reconstruction", "dream_strip", "learning_curves", "sample_efficiency")
 PANEL = 128          # default side of a frame in the image grids (64 x 64 frames, upscaled)
 GRID_BG = (24, 24, 24)
 LABEL_WIDTH = 190    # the column of row labels in the image grids
@@ -97,6 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dream temperature of dream_strip.png (default: the one C was "
                              "trained at)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the dream noise (default: 0)")
+    parser.add_argument("--compare", type=Path, nargs="+", default=[], metavar="RUN",
+                        help="sample_efficiency: other run folders drawn beside RUN")
     add_device_argument(parser)
 
 
@@ -119,7 +131,11 @@ def run(args: argparse.Namespace) -> int:
             start=args.start, temperature=args.temperature, seed=args.seed, size=args.size,
             device=device),
         "learning_curves": lambda: learning_curves_figure(run_dir, skip_missing=args.skip_missing),
+        "sample_efficiency": lambda: sample_efficiency_figure([run_dir, *args.compare]),
     }
+    for other in args.compare:
+        if not Path(other).is_dir():
+            raise CLIError(f"--compare {other}: no such folder")
     # Inputs are checked before anything is drawn: a missing file fails fast, with no
     # figure half-made.
     todo = []
@@ -220,6 +236,9 @@ def check_inputs(run_dir: Path, name: str, skip_missing: bool = False) -> None:
                 missing = missing or e
         if missing is not None and (not skip_missing or not found):
             raise missing
+    elif name == "sample_efficiency":
+        require_matplotlib()
+        efficiency_points(run_dir)
     else:
         raise ValueError(f"unknown figure {name!r}; choose from {FIGURES}")
 
@@ -608,3 +627,94 @@ def learning_curves_figure(run_dir: Path, skip_missing: bool = False) -> np.ndar
 def _results(run_dir: Path) -> dict | None:
     path = RunLayout(run_dir).results
     return read_json(path) if path.is_file() else None
+
+
+# ---------------------------------------------------------------------------------------------
+# Sample efficiency: score against real env steps
+
+
+class EfficiencyPoints(NamedTuple):
+    """One run's curve: validation scores at the real env steps used so far, and the test."""
+
+    label: str
+    steps: list[int]          # real env steps used when each validation finished
+    scores: list[float]       # mean validation return of C there
+    test_steps: int | None    # the run's total real env steps (where the test C was chosen)
+    test: tuple[float, float] | None  # mean and std of the test episodes (eval/results.json)
+
+
+def efficiency_points(run_dir: Path) -> EfficiencyPoints:
+    """The points of ``sample_efficiency.png`` for one run folder (MissingInput if it has
+    neither an iterate.json nor a collection and a finished or started controller)."""
+    from ..data import MANIFEST, read_manifest
+
+    layout = RunLayout(run_dir)
+    results = _results(run_dir)
+    test = None
+    if results and "summary" in results:
+        test = (float(results["summary"]["mean"]), float(results["summary"]["std"]))
+    if layout.iterate_summary.is_file():  # iterate: one point per round
+        summary = read_json(layout.iterate_summary)
+        rounds = [r for r in summary["rounds"] if r.get("best_val_return") is not None]
+        return EfficiencyPoints(run_dir.name, [int(r["real_steps_cumulative"]) for r in rounds],
+                                [float(r["best_val_return"]) for r in rounds],
+                                int(summary["real_steps_total"]), test)
+    manifest = require(layout.rollouts / MANIFEST, "the rollouts: run collect first")
+    collect = sum(int(e["length"]) for e in read_manifest(manifest.parent))
+    scalars = {}
+    try:
+        scalars = read_scalars(scalars_csv(run_dir, "controller"))
+    except MissingInput:
+        pass
+    done = layout.controller_dir / "done.json"
+    if "eval/real_steps" in scalars:  # every validation at its own step count
+        at = dict(zip(*scalars["eval/real_steps"]))  # generation -> steps, as the returns
+        pairs = [(collect + int(at[g]), float(v))
+                 for g, v in zip(*scalars.get("eval/real_return_mean", ([], []))) if g in at]
+        steps, scores = [a for a, _ in pairs], [b for _, b in pairs]
+        total = steps[-1] if steps else collect
+    else:  # runs logged before eval/real_steps existed: their best validation at their total
+        record = read_json(require(done, "C: run train-controller first"))
+        total = collect + int(record.get("real_steps", 0)) + int(record.get("train_real_steps", 0))
+        best = record.get("best_real")
+        steps, scores = ([total], [float(best)]) if best is not None else ([], [])
+    if done.is_file():
+        record = read_json(done)
+        total = collect + int(record.get("real_steps", 0)) + int(record.get("train_real_steps", 0))
+    if not steps and test is None:
+        raise MissingInput(f"{run_dir}: C has no validation score and the run no test score "
+                           "(run train-controller with eval_every > 0, or evaluate)")
+    return EfficiencyPoints(run_dir.name, steps, scores, total, test)
+
+
+def sample_efficiency_figure(run_dirs: Sequence[Path]) -> np.ndarray:
+    """Validation (lines) and test (marker with its std) scores against real env steps, one
+    colour per run (RGB uint8)."""
+    require_matplotlib()
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(PANEL_INCHES[0] * 1.3, PANEL_INCHES[1] * 1.2), dpi=DPI,
+                 layout="constrained")
+    ax = fig.subplots()
+    for i, run_dir in enumerate(run_dirs):
+        p = efficiency_points(Path(run_dir))
+        color = f"C{i % 10}"
+        label = p.label + ("" if p.test is None else f" (test {p.test[0]:.0f} ± {p.test[1]:.0f})")
+        if p.steps:
+            ax.plot(np.array(p.steps) / 1e3, p.scores, "o-", color=color, linewidth=1.5,
+                    markersize=4, alpha=0.8, label=label)
+        if p.test is not None and p.test_steps is not None:
+            ax.errorbar([p.test_steps / 1e3], [p.test[0]], yerr=[p.test[1]], fmt="*",
+                        color=color, markersize=14, capsize=5,
+                        label=None if p.steps else label)
+    ax.set(title="Score against real env steps used: validation (o), test (*, ± std)",
+           xlabel="real env steps (thousands): collection, real-env fitness, validation",
+           ylabel="return")
+    ax.grid(alpha=0.3)
+    legend = ax.legend(loc="best", fontsize="small")
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    clear_legend(legend, canvas.get_renderer())
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3].copy()

@@ -209,6 +209,9 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
                 state["real_steps"] += int(lengths.sum())
                 scalars.update({"eval/real_return_mean": real.mean(),
                                 "eval/real_return_std": real.std(),
+                                # this stage's real env steps so far (training + validation):
+                                # the x axis of the sample-efficiency figure
+                                "eval/real_steps": state["real_steps"] + state["train_real_steps"],
                                 "time/eval_s": time.perf_counter() - t1})
                 record: list[Any] = [gen, float(real.mean()), float(real.std())]
                 if dream is not None:
