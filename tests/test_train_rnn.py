@@ -332,3 +332,28 @@ def test_cli_parser_from_the_module_alone(tmp_path, capsys):
     record = runs.read_json(tmp_path / "two" / "config.json")["config"]
     assert record["data"] == [str(latents.resolve()), str(more.resolve())]
     assert record["init_sha256"] == checkpoint_sha256(tmp_path / "rnn" / "mdnrnn.pt")
+
+
+def test_reward_calibration_script_reads_what_m_learnt(tmp_path, capsys):
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("reward_calibration",
+                                                  root / "scripts" / "reward_calibration.py")
+    assert spec is not None and spec.loader is not None
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    latents = write_latents(tmp_path / "latents", n_episodes=12)
+    trained = tr.train_rnn(latents, tmp_path / "rnn", replace(CFG, epochs=8), device="cpu",
+                           progress=False)
+    fresh = tr.train_rnn(latents, tmp_path / "fresh", replace(CFG, epochs=1, lr=1e-12),
+                         device="cpu", progress=False)
+    good = script.calibration(trained, latents, 12)
+    bad = script.calibration(fresh, latents, 12)
+    assert good["episodes"] == 12
+    # reward = z[0]: a trained M's rewards follow the real ones, step by step and summed
+    assert good["corr_per_step"] > 0.8 and good["corr_over_episodes"] > 0.8
+    assert abs(good["m_return_mean"] - good["real_return_mean"]) < \
+        abs(bad["m_return_mean"] - bad["real_return_mean"])
+    assert script.main(["--rnn", str(trained), "--data", str(tmp_path / "nothing")]) == 2
+    assert "nothing" in capsys.readouterr().err
