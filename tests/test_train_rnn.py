@@ -266,6 +266,14 @@ def test_fine_tuning_starts_from_the_given_m_and_refuses_another_shape_or_v(tmp_
     with pytest.raises(CheckpointError, match="shape"):
         tr.train_rnn(latents, tmp_path / "wide", replace(still, hidden_size=16), device="cpu",
                      progress=False, init=base)
+    # an M of 0.1.0 (no model_args in the checkpoint: the shape comes from its config)
+    old = torch.load(base, weights_only=True)
+    del old["model_args"]
+    torch.save(old, tmp_path / "old.pt")
+    tr.train_rnn(latents, tmp_path / "from_old", still, device="cpu", progress=False,
+                 init=tmp_path / "old.pt")
+    for k, v in load_checkpoint(tmp_path / "from_old" / "mdnrnn.pt")["model"].items():
+        torch.testing.assert_close(v, a[k], rtol=0, atol=1e-6)
     other = write_latents(tmp_path / "o" / "latents", n_episodes=8, vae_bytes=b"another V")
     with pytest.raises(CheckpointError, match="another V"):
         tr.train_rnn(other, tmp_path / "other", still, device="cpu", progress=False, init=base)

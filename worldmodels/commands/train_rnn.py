@@ -53,7 +53,7 @@ from ..cli import (
 from ..config import MDNRNNConfig
 from ..data import episode_files, load_episodes, read_manifest
 from ..logger import Logger
-from ..mdnrnn import MDNRNN, mdnrnn_loss
+from ..mdnrnn import MDNRNN, load_mdnrnn, mdnrnn_loss
 from ..utils import check_finite, read_json, resolve_device, seed_everything
 
 STAGE = "train-rnn"
@@ -318,13 +318,13 @@ def train_rnn(latent_dir: str | os.PathLike | Sequence[str | os.PathLike],
         epoch, step, metrics = ckpt["epoch"], ckpt["step"], ckpt["extra"]["metrics"]
         print(f"resuming {ckpt_path} after epoch {epoch} (step {step})")
     elif init is not None:
-        start = load_checkpoint(init, kind="mdnrnn")
-        if start["parents"].get("vae_sha256") != parents["vae_sha256"]:
+        start, record = load_mdnrnn(init)  # (older checkpoints: the shape from the config)
+        if record["parents"].get("vae_sha256") != parents["vae_sha256"]:
             raise CheckpointError(f"{init} was trained on latents of another V than {dirs[0]}")
-        if start.get("model_args") != model.model_args:
-            raise CheckpointError(f"{init} has shape {start.get('model_args')}, this M needs "
+        if start.model_args != model.model_args:
+            raise CheckpointError(f"{init} has shape {start.model_args}, this M needs "
                                   f"{model.model_args}")
-        load_state(model, start["model"], init)
+        load_state(model, start.state_dict(), init)
         print(f"train-rnn: starting from {init}")
 
     steps_per_epoch = int(train_seqs.n_inputs.sum())
