@@ -157,6 +157,26 @@ def test_padding_and_data_after_the_episode_end_do_not_touch_the_loss():
     assert a.item() == b.item()
 
 
+def test_reward_clip_bounds_the_reward_m_learns():
+    torch.manual_seed(0)
+    cfg = replace(CFG, seq_len=5)
+    model = tr.build_model(cfg)
+    data = _flat_data([8, 4])
+    batch = tr.make_batch(data, tr.make_sequences(data.starts, data.lengths, cfg.seq_len))
+    spiked = batch._replace(reward=torch.where(batch.mask & (torch.rand_like(batch.reward) < 0.3),
+                                               torch.tensor(-100.0), batch.reward))
+    assert (spiked.reward[spiked.mask] == -100).any()
+    clipped = tr.batch_loss(model, spiked, replace(cfg, reward_clip=5.0)).reward_mse
+    by_hand = tr.batch_loss(model, spiked._replace(reward=spiked.reward.clamp(-5, 5)), cfg)
+    assert clipped.item() == pytest.approx(by_hand.reward_mse.item())
+    assert tr.batch_loss(model, spiked, cfg).reward_mse.item() > 10 * clipped.item()
+    # rewards inside the bounds are learnt as they are
+    assert tr.batch_loss(model, batch, replace(cfg, reward_clip=1e3)).reward_mse.item() == \
+        tr.batch_loss(model, batch, cfg).reward_mse.item()
+    with pytest.raises(ValueError, match="reward_clip"):
+        replace(cfg, reward_clip=-1.0)
+
+
 # ---------------------------------------------------------------- training
 
 def _events(tb_dir: Path) -> set[str]:

@@ -183,6 +183,10 @@ class MDNRNNConfig:
     """Weight of positive (terminal) steps in the done loss."""
     reward_weight: float = 1.0
     """Weight of the reward MSE in the total loss."""
+    reward_clip: float = 0.0
+    """Clip the reward M learns to [-reward_clip, reward_clip] (0: as the env pays it). CarRacing's -100 for
+    leaving the playfield is a rare spike whose squared error dominates the reward loss (and, through the
+    gradient clipping, the updates); 5 keeps every tile's reward (1000 / tiles, about 3-4)."""
     done_weight: float = 1.0
     """Weight of the done BCE in the total loss."""
     dropout: float = 0.0
@@ -210,7 +214,7 @@ class MDNRNNConfig:
         _check(self, positive=("lr", "grad_clip", "done_pos_weight"),
                at_least_one=("z_dim", "action_dim", "hidden_size", "n_gaussians", "reward_heads",
                              "seq_len", "batch_size", "epochs"),
-               non_negative=("reward_weight", "done_weight", "val_episodes", "seed"),
+               non_negative=("reward_weight", "reward_clip", "done_weight", "val_episodes", "seed"),
                fraction=("dropout",))
 
 

@@ -191,7 +191,10 @@ def batch_loss(model: MDNRNN, batch: Batch, cfg: MDNRNNConfig):
     out, _ = model(batch.z, batch.action)
     weights = (bootstrap_weights(batch.start, cfg.reward_heads, cfg.seed)
                if cfg.reward_heads > 1 else None)
-    return mdnrnn_loss(out, batch.z_next, batch.reward, batch.done, mask=batch.mask,
+    reward = batch.reward
+    if cfg.reward_clip > 0:
+        reward = reward.clamp(-cfg.reward_clip, cfg.reward_clip)
+    return mdnrnn_loss(out, batch.z_next, reward, batch.done, mask=batch.mask,
                        z_mask=batch.z_mask, done_pos_weight=cfg.done_pos_weight,
                        reward_weight=cfg.reward_weight, done_weight=cfg.done_weight,
                        reward_weights=weights)
