@@ -8,7 +8,7 @@ variant, the test score over seeds with each seed's score, the round chosen, rea
 and wall time.
 
     python scripts/dream_ablation.py --root runs/ablation --seeds 1 2 3 \
-        --variant base: --variant "dropout:--preset dropout" --parallel 3 -- --preset laptop-dream
+        --variant base: --variant "clip:--rnn.reward-clip 5" --parallel 3 -- --preset laptop-dream
 
 A variant is ``NAME:OPTIONS``: `worldmodels pipeline` options of its runs (an overlay, or
 ``--SECTION.FIELD VALUE`` options; none for the baseline). Arguments after `--` go to every

@@ -95,15 +95,17 @@ def test_every_field_of_every_section_is_an_option_of_pipeline_with_its_docstrin
 def test_presets_compose_in_order_and_explicit_options_win():
     laptop = PRESETS["laptop"]
     assert pipeline_preset() == laptop                                 # the default
-    dream_branch = pipeline_preset("--preset", "laptop", "--preset", "dream", "--preset", "branch")
-    assert dream_branch.name == "laptop+dream+branch"
-    assert dream_branch.controller.rollouts_per_candidate == 32       # branch over dream
+    dream_branch = pipeline_preset("--preset", "laptop", "--preset", "dream-e1", "--preset",
+                                   "branch")
+    assert dream_branch.name == "laptop+dream-e1+branch"
+    assert dream_branch.controller.rollouts_per_candidate == 32       # branch over dream-e1
     assert dream_branch.controller.dream_start == "branch" and dream_branch.iterate.rounds == 4
-    branch_dream = pipeline_preset("--preset", "branch", "--preset", "dream")  # over laptop
-    assert branch_dream.name == "laptop+branch+dream"
-    assert branch_dream.controller.rollouts_per_candidate == 8        # dream over branch
+    branch_dream = pipeline_preset("--preset", "branch", "--preset", "dream-e1")  # over laptop
+    assert branch_dream.name == "laptop+branch+dream-e1"
+    assert branch_dream.controller.rollouts_per_candidate == 8        # dream-e1 over branch
     explicit = pipeline_preset("--controller.rollouts-per-candidate", "4", "--preset", "laptop",
-                               "--preset", "dream", "--preset", "branch", "--iterate.rounds", "1")
+                               "--preset", "dream-e1", "--preset", "branch",
+                               "--iterate.rounds", "1")
     assert explicit == replace(
         dream_branch, controller=replace(dream_branch.controller, rollouts_per_candidate=4),
         iterate=replace(dream_branch.iterate, rounds=1))
@@ -135,9 +137,20 @@ def test_laptop_dream_is_laptop_with_the_dream_overlay():
     laptop = PRESETS["laptop"]
     assert PRESETS["laptop-dream"] == replace(
         laptop, name="laptop-dream",
-        controller=ControllerConfig(mode="dream", popsize=32, rollouts_per_candidate=8,
-                                    generations=60, eval_every=20, eval_episodes=8),
-        iterate=IterateConfig(rounds=4, episodes=40))
+        rnn=replace(laptop.rnn, dropout=0.05, reward_clip=5.0),
+        controller=ControllerConfig(mode="dream", popsize=32, rollouts_per_candidate=32,
+                                    generations=20, eval_every=10, eval_episodes=16,
+                                    dream_start="branch", dream_max_steps=200,
+                                    dream_dropout=0.1),
+        iterate=IterateConfig(rounds=2, episodes=100))
+    # E9's settings, as its command spelt them (docs/dream_experiments.md)
+    e9 = pipeline_preset("--preset", "laptop", "--preset", "dropout", "--preset", "branch",
+                         "--controller.mode", "dream", "--controller.popsize", "32",
+                         "--controller.generations", "20", "--controller.eval-every", "10",
+                         "--controller.eval-episodes", "16", "--controller.real-max-steps", "0",
+                         "--iterate.rounds", "2", "--iterate.episodes", "100",
+                         "--rnn.reward-clip", "5")
+    assert replace(e9, name="laptop-dream") == PRESETS["laptop-dream"]
     assert replace(compose_presets(["laptop", "dream"]), name="laptop-dream") == \
         PRESETS["laptop-dream"]
     for name in OVERLAYS:    # every overlay applies over every full preset
