@@ -177,6 +177,55 @@ def test_reward_clip_bounds_the_reward_m_learns():
         replace(cfg, reward_clip=-1.0)
 
 
+
+def test_spread_rewards_keeps_each_episodes_return_and_stays_inside_it():
+    lengths = np.array([30, 5, 12])
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+    reward = torch.full((int(lengths.sum()),), -0.1)
+    reward[15] = 3.5      # a tile in the middle of episode 0
+    reward[1] = 3.5       # one at its start: the window is cut there
+    reward[29] = -5.0     # its last step (a clipped playfield exit)
+    reward[32] = 7.0      # episode 1 is shorter than the window
+    out = tr.spread_rewards(reward, starts, lengths, window=9)
+    for a, n in zip(starts, lengths):
+        assert out[a:a + n].sum().item() == pytest.approx(reward[a:a + n].sum().item(), abs=1e-5)
+    # the spike in the middle: 1/9 of it on each of the 9 steps around step 15, nothing beyond
+    bump = out[:30] - tr.spread_rewards(torch.where(torch.arange(30) == 15, -0.1, reward[:30]),
+                                        starts[:1], lengths[:1], window=9)
+    assert torch.allclose(bump[11:20], torch.full((9,), 3.6 / 9))
+    assert bump[:11].abs().max() < 1e-6 and bump[20:].abs().max() < 1e-6
+    # episode 1 (5 steps) shares its own rewards evenly, episode 2 receives none of them
+    assert torch.allclose(out[30:35], torch.full((5,), (7.0 - 0.4) / 5))
+    alone = tr.spread_rewards(reward[35:], np.array([0]), lengths[2:], window=9)
+    assert torch.allclose(out[35:], alone)
+    # far from the episode's ends a constant reward stays what it was
+    assert torch.allclose(out[8:11], torch.full((3,), -0.1))
+    assert out.dtype == torch.float32
+    assert tr.spread_rewards(reward, starts, lengths, window=1) is reward
+
+
+def test_reward_smooth_is_what_m_learns(tmp_path, monkeypatch):
+    latents = write_latents(tmp_path / "latents", n_episodes=6)
+    seen = []
+    loss = tr.batch_loss
+    monkeypatch.setattr(tr, "batch_loss", lambda m, b, c: seen.append(b) or loss(m, b, c))
+    cfg = replace(CFG, epochs=1, val_episodes=1, batch_size=100, seq_len=999)
+    for smooth in (0, 7):
+        seen.clear()
+        tr.train_rnn(latents, tmp_path / f"rnn{smooth}", replace(cfg, reward_smooth=smooth),
+                     device="cpu", progress=False)
+        rewards = [b.reward[b.mask] for b in seen[:1]]  # the training batch: 5 whole episodes
+        if smooth == 0:
+            raw = rewards[0]
+        else:
+            smoothed = rewards[0]
+    assert smoothed.shape == raw.shape and not torch.allclose(smoothed, raw)
+    assert smoothed.sum().item() == pytest.approx(raw.sum().item(), rel=1e-4)
+    assert smoothed.std() < raw.std()
+    with pytest.raises(ValueError, match="reward_smooth"):
+        replace(cfg, reward_smooth=-1)
+
+
 # ---------------------------------------------------------------- training
 
 def _events(tb_dir: Path) -> set[str]:

@@ -187,6 +187,11 @@ class MDNRNNConfig:
     """Clip the reward M learns to [-reward_clip, reward_clip] (0: as the env pays it). CarRacing's -100 for
     leaving the playfield is a rare spike whose squared error dominates the reward loss (and, through the
     gradient clipping, the updates); 5 keeps every tile's reward (1000 / tiles, about 3-4)."""
+    reward_smooth: int = 0
+    """Spread each step's reward evenly over the ``reward_smooth`` steps around it (within its episode;
+    0 or 1: off), after ``reward_clip``. CarRacing pays a tile as one spike every ~12 steps, whose exact
+    step depends on where the tile's edge lies; M then learns a rate of progress instead of the spikes'
+    timing. Every episode's return is kept."""
     done_weight: float = 1.0
     """Weight of the done BCE in the total loss."""
     dropout: float = 0.0
@@ -214,7 +219,8 @@ class MDNRNNConfig:
         _check(self, positive=("lr", "grad_clip", "done_pos_weight"),
                at_least_one=("z_dim", "action_dim", "hidden_size", "n_gaussians", "reward_heads",
                              "seq_len", "batch_size", "epochs"),
-               non_negative=("reward_weight", "reward_clip", "done_weight", "val_episodes", "seed"),
+               non_negative=("reward_weight", "reward_clip", "reward_smooth", "done_weight", "val_episodes",
+                             "seed"),
                fraction=("dropout",))
 
 

@@ -367,10 +367,11 @@ RAY_WORKERS = (1, 2)
 def bench_ray(quick: bool, cluster: ClusterConfig) -> dict[str, float]:
     """The Ray backend against local, with 1 and 2 workers (paper-size random V and M, fast env).
 
-    - ``collect_episodes_per_s_{local|ray}_w{n}``: brownian episodes of 1000 steps (quick: 200)
-      per second, at the margin: (episodes of a 3n-episode run - those of an n-episode run) /
-      (the difference of their times), so that starting the workers (spawned processes,
-      Ray's task workers) cancels out;
+    - ``collect_steps_per_s_{local|ray}_w{n}``: env steps per second of brownian episodes of
+      up to 1000 steps (quick: 200), at the margin: (steps of a 6n-episode run - those of an
+      n-episode run) / (the difference of their times), so that starting the workers (spawned
+      processes, Ray's task workers) cancels out; steps, not episodes, because a brownian car
+      that leaves the playfield ends its episode early;
     - ``es_s_per_generation_{local|ray}_w{n}``: real-env CMA-ES, population 16 x 1 track of 200
       steps (quick: 8 x 100), ``time/generation_s`` of generations 2 and 3 (the first one
       starts the workers), their mean;
@@ -387,40 +388,43 @@ def bench_ray(quick: bool, cluster: ClusterConfig) -> dict[str, float]:
             on = replace(cluster, backend=backend)
             for n in RAY_WORKERS:
                 print(f"  {backend}, {n} worker(s) ...", flush=True)
-                out[f"collect_episodes_per_s_{backend}_w{n}"] = _collect_rate(
+                out[f"collect_steps_per_s_{backend}_w{n}"] = _collect_rate(
                     Path(tmp), on, n, 200 if quick else 1000)
                 out[f"es_s_per_generation_{backend}_w{n}"] = _es_generation_s(
                     Path(tmp), on, n, *((8, 100) if quick else (16, 200)))
     one, two = RAY_WORKERS
     for backend in ("local", "ray"):
-        out[f"collect_scaling_{backend}"] = (out[f"collect_episodes_per_s_{backend}_w{two}"]
-                                             / (two * out[f"collect_episodes_per_s_{backend}_w{one}"]))
+        out[f"collect_scaling_{backend}"] = (out[f"collect_steps_per_s_{backend}_w{two}"]
+                                             / (two * out[f"collect_steps_per_s_{backend}_w{one}"]))
         out[f"es_scaling_{backend}"] = (out[f"es_s_per_generation_{backend}_w{one}"]
                                         / (two * out[f"es_s_per_generation_{backend}_w{two}"]))
     for n in RAY_WORKERS:
-        out[f"collect_ray_overhead_w{n}"] = (out[f"collect_episodes_per_s_local_w{n}"]
-                                             / out[f"collect_episodes_per_s_ray_w{n}"] - 1)
+        out[f"collect_ray_overhead_w{n}"] = (out[f"collect_steps_per_s_local_w{n}"]
+                                             / out[f"collect_steps_per_s_ray_w{n}"] - 1)
         out[f"es_ray_overhead_w{n}"] = (out[f"es_s_per_generation_ray_w{n}"]
                                         / out[f"es_s_per_generation_local_w{n}"] - 1)
     return out
 
 
 def _collect_rate(folder: Path, cluster: ClusterConfig, workers: int, steps: int) -> float:
-    """Marginal collection episodes/s with ``workers`` workers (see :func:`bench_ray`)."""
+    """Marginal collection env steps/s with ``workers`` workers (see :func:`bench_ray`)."""
     from .collect import collect_rollouts
 
-    def seconds(episodes: int, max_steps: int, name: str, workers: int = workers) -> float:
+    def run(episodes: int, max_steps: int, name: str, workers: int = workers) -> tuple[int, float]:
+        """(env steps, seconds) of one collection."""
         cfg = CollectConfig(episodes=episodes, workers=workers)
         start = time.perf_counter()
         with contextlib.redirect_stdout(io.StringIO()):
-            collect_rollouts(folder / f"{cluster.backend}{workers}_{name}", cfg,
-                             EnvConfig(env_id=FAST, max_steps=max_steps), progress=False,
-                             cluster=cluster)
-        return time.perf_counter() - start
+            entries = collect_rollouts(folder / f"{cluster.backend}{workers}_{name}", cfg,
+                                       EnvConfig(env_id=FAST, max_steps=max_steps),
+                                       progress=False, cluster=cluster)
+        return sum(e["length"] for e in entries), time.perf_counter() - start
 
     # Imports, and a Ray task worker on every node (tasks are spread over them), before timing.
-    seconds(2 * max(RAY_WORKERS), 20, "warmup", workers=max(RAY_WORKERS))
-    return 2 * workers / (seconds(3 * workers, steps, "long") - seconds(workers, steps, "short"))
+    run(2 * max(RAY_WORKERS), 20, "warmup", workers=max(RAY_WORKERS))
+    (short_steps, short_s), (long_steps, long_s) = (run(workers, steps, "short"),
+                                                    run(6 * workers, steps, "long"))
+    return (long_steps - short_steps) / (long_s - short_s)
 
 
 def _es_generation_s(folder: Path, cluster: ClusterConfig, workers: int, popsize: int,

@@ -134,6 +134,26 @@ def load_latents(files: list[Path], progress: bool = False) -> LatentData:
                       cat("terminated"), starts, lengths)
 
 
+def spread_rewards(reward: torch.Tensor, starts: np.ndarray, lengths: np.ndarray,
+                   window: int) -> torch.Tensor:
+    """Each step's reward spread evenly over the ``window`` steps around it (``rnn.reward_smooth``),
+    the window cut at its episode's ends (then fewer steps share it): every episode keeps its
+    sum, and no reward crosses into another episode. ``window`` <= 1: ``reward`` as it is."""
+    if window <= 1:
+        return reward
+    r = reward.double().numpy()
+    n = len(r)
+    first = np.repeat(starts, lengths)           # each step's episode: its first step ...
+    end = first + np.repeat(lengths, lengths)    # ... and one past its last
+    lo = np.maximum(first, np.arange(n) - (window - 1) // 2)
+    hi = np.minimum(end, np.arange(n) - (window - 1) // 2 + window)
+    share = r / (hi - lo)
+    diff = np.zeros(n + 1)
+    np.add.at(diff, lo, share)
+    np.add.at(diff, hi, -share)
+    return torch.from_numpy(np.cumsum(diff)[:n].astype(np.float32))
+
+
 def make_sequences(starts: np.ndarray, lengths: np.ndarray, seq_len: int) -> Sequences:
     """Cut episodes into chunks of ``seq_len`` z transitions (see the module docstring)."""
     if seq_len < 1:
@@ -300,6 +320,11 @@ def train_rnn(latent_dir: str | os.PathLike | Sequence[str | os.PathLike],
     if data.mu.shape[1] != cfg.z_dim or data.action.shape[1] != cfg.action_dim:
         raise ValueError(f"latents in {dirs[0]} have z {data.mu.shape[1]} and actions "
                          f"{data.action.shape[1]} wide, M expects {cfg.z_dim} and {cfg.action_dim}")
+    if cfg.reward_smooth > 1:  # clipped first (batch_loss clips again: a no-op then)
+        reward = data.reward.clamp(-cfg.reward_clip, cfg.reward_clip) if cfg.reward_clip > 0 \
+            else data.reward
+        data = data._replace(reward=spread_rewards(reward, data.starts, data.lengths,
+                                                   cfg.reward_smooth))
     n_train = len(files) - n_val
     train_seqs = make_sequences(data.starts[:n_train], data.lengths[:n_train], cfg.seq_len)
     val_seqs = make_sequences(data.starts[n_train:], data.lengths[n_train:], cfg.seq_len)
