@@ -284,6 +284,40 @@ def test_a_run_folder_of_0_1_0_resumes_when_new_fields_keep_their_old_behaviour(
         runs.start_run(tmp_path, asdict(MDNRNNConfig(dropout=0.05)), "train-rnn")
 
 
+# The fields of the configs that run folders record, as 0.1.0 had them (commit 0b692d7's parent).
+FIELDS_0_1_0 = {
+    "EnvConfig": {"env_id", "frame_size", "crop_rows", "max_steps"},
+    "CollectConfig": {"episodes", "workers", "max_steps", "policy", "seed"},
+    "VAEConfig": {"z_dim", "kl_tolerance", "epochs", "batch_size", "lr", "val_episodes",
+                  "max_frames_per_epoch", "seed"},
+    "MDNRNNConfig": {"z_dim", "action_dim", "hidden_size", "n_gaussians", "predict_reward",
+                     "predict_done", "done_pos_weight", "reward_weight", "done_weight", "seq_len",
+                     "batch_size", "lr", "grad_clip", "epochs", "val_episodes", "seed"},
+    "ControllerConfig": {"mode", "popsize", "sigma0", "rollouts_per_candidate", "generations",
+                         "temperature", "dream_max_steps", "real_max_steps", "done_threshold",
+                         "sample_done", "use_mu", "eval_every", "eval_episodes", "workers", "seed"},
+    "ClusterConfig": set(),
+}
+
+
+def test_every_field_added_since_0_1_0_says_how_0_1_0_behaved(tmp_path):
+    # A field missing from ADDED_FIELDS makes every older run folder refuse to resume.
+    from dataclasses import fields
+
+    from worldmodels import config
+
+    for name, old in FIELDS_0_1_0.items():
+        new = {f.name for f in fields(getattr(config, name))} - old
+        assert new <= set(config.ADDED_FIELDS), (name, new - set(config.ADDED_FIELDS))
+    # M's record as 0.1.0 wrote it resumes under today's config with the old behaviour
+    cfg = MDNRNNConfig(reward_clip=0.0, reward_smooth=0)
+    runs.start_run(tmp_path, {k: v for k, v in asdict(cfg).items()
+                              if k in FIELDS_0_1_0["MDNRNNConfig"]}, "train-rnn")
+    runs.start_run(tmp_path, asdict(cfg), "train-rnn")
+    with pytest.raises(runs.RunConfigMismatch, match="reward_smooth"):
+        runs.start_run(tmp_path, asdict(replace(cfg, reward_smooth=21)), "train-rnn")
+
+
 def test_warm_start_begins_at_the_previous_c_and_resumes(agent_models, tmp_path):
     from worldmodels.agents.world_models_agent import load_controller
 

@@ -568,7 +568,7 @@ ADDED_FIELDS: dict[str, Any] = {
     "dream_start": "first",
     "dropout": 0.0, "dream_dropout": 0.0, "exploit_gap": 150.0, "controller": "",
     "action_noise": 0.1, "brownian_share": 0.0, "reward_heads": 1, "reward_penalty": 0.0,
-    "backend": "local", "ray_address": "",
+    "backend": "local", "ray_address": "", "reward_clip": 0.0, "reward_smooth": 0,
 }
 """Config fields added after 0.1.0, with the value that behaves as 0.1.0 did: a run folder
 started by 0.1.0 (whose config.json lacks them) resumes when they hold these values."""
