@@ -273,6 +273,37 @@ def test_fine_tuned_rounds_start_m_from_the_previous_round_and_c_from_the_previo
         read_json(tmp_path / "iterate.json")["rounds"][0]["controller"])
 
 
+@pytest.mark.slow
+def test_several_ms_per_round_keep_the_c_with_the_best_validation(tmp_path):
+    from worldmodels.commands.pipeline import run_pipeline
+
+    p = iterate_preset()
+    preset = replace(p, iterate=replace(p.iterate, rounds=1, models=2))
+    run_pipeline(tmp_path, preset, device="cpu", until="iterate", progress=False)
+    rd = tmp_path / "rounds" / "01"
+    seeds_used = [read_json(d / "rnn" / "config.json")["config"]["seed"] for d in (rd, rd / "m1")]
+    assert seeds_used[0] == preset.rnn.seed != seeds_used[1]
+    summary = read_json(tmp_path / "iterate.json")
+    r1 = summary["rounds"][1]
+    models = r1["models"]
+    assert [m["model"] for m in models] == [0, 1]
+    assert [Path(m["controller"]).parent for m in models] == [rd / "controller", rd / "m1" / "controller"]
+    for m in models:  # each C learnt in its own M's dream and was validated on its own
+        c_cfg = read_json(Path(m["controller"]).parent / "config.json")["config"]
+        assert c_cfg["mdnrnn_sha256"] == checkpoint_sha256(m["rnn"])
+        assert m["validation_steps"] > 0
+    best = max(models, key=lambda m: m["best_val_return"])
+    assert r1["controller"] == best["controller"] and r1["rnn"] == best["rnn"]
+    assert r1["best_val_return"] == best["best_val_return"]
+    # every C's validation episodes were real env steps
+    assert r1["validation_steps"] == sum(m["validation_steps"] for m in models)
+    assert summary["real_steps_total"] == sum(r["collect_steps"] + r["validation_steps"]
+                                              for r in summary["rounds"])
+    # a rerun finds every stage done and changes nothing
+    run_pipeline(tmp_path, preset, device="cpu", until="iterate", progress=False)
+    assert read_json(tmp_path / "iterate.json")["rounds"][1]["models"] == models
+
+
 def test_a_run_folder_of_0_1_0_resumes_when_new_fields_keep_their_old_behaviour(tmp_path):
     # 0.1.0 wrote M's config without `dropout`: the same config with dropout 0 resumes it,
     # dropout 0.05 (another training) is refused.

@@ -321,9 +321,13 @@ class IterateConfig:
     """With ``fine_tune_m``: epochs of each round's M over all data (0: ``rnn.epochs``)."""
     recon_frames: int = 2000
     """Frames per round on which V's reconstruction error is measured (agent frames vs random ones)."""
+    models: int = 1
+    """Ms trained per round k >= 1 on the same data, each with its own seed and its own C in its own dream;
+    the round keeps the C with the best validation score (every C's validation counts as real env steps).
+    An M's seed alone can decide whether its dream teaches driving."""
 
     def __post_init__(self) -> None:
-        _check(self, at_least_one=("episodes", "workers"),
+        _check(self, at_least_one=("episodes", "workers", "models"),
                non_negative=("rounds", "recon_frames", "fine_tune_epochs"))
 
 

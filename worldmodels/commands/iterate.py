@@ -11,6 +11,9 @@ M's dream. Round k >= 1 then:
    a changed V would invalidate every latent and M; the numbers say whether that matters);
 3. encodes them with V, retrains M from scratch on every round's latents so far;
 4. trains C_k with CMA-ES **in M's dream only** and picks it on the validation tracks.
+   With ``iterate.models`` = K > 1, K Ms (seeds ``rnn.seed`` and ``derive_seed(rnn.seed, k,
+   i)`` for i = 1..K-1) each get their own C, and the round keeps the C (and M) with the
+   best validation score; the others' validation episodes count as real env steps too.
 
 In this protocol no candidate's fitness is ever a real-env return: the real env is used to
 collect data with the agent and to score the CMA mean on the validation tracks (model
@@ -23,6 +26,7 @@ Layout (inside the pipeline's run folder; ``worldmodels.runs.RunLayout``)::
 
     RUN/rollouts, RUN/vae, RUN/latents, RUN/rnn, RUN/controller       round 0
     RUN/rounds/01/{rollouts,latents,rnn,controller}                   round 1, ...
+    RUN/rounds/01/m1/{rnn,controller}, m2/, ...                       its other Ms (iterate.models)
     RUN/iterate.json                                                  per-round summary
     RUN/tb/rounds/01/{rnn,controller}, RUN/tb/iterate                 TensorBoard
 
@@ -48,6 +52,15 @@ from ..seeds import derive_seed
 from ..utils import atomic_write_json, read_json, resolve_device
 
 _ROUND_SEED_STREAM = 7  # keeps each round's collection tracks apart from round 0's
+_MODEL_SEED_STREAM = 11  # the seeds of a round's other Ms (iterate.models)
+
+
+def _candidate(rd: runs.RunLayout, i: int) -> tuple[Path, Path, str]:
+    """M's folder, C's folder and the TensorBoard prefix of a round's i-th M (0: the round's own
+    rnn/ and controller/, as with a single M)."""
+    if i == 0:
+        return rd.rnn_dir, rd.controller_dir, ""
+    return rd.folder / f"m{i}" / "rnn", rd.folder / f"m{i}" / "controller", f"m{i}/"
 
 
 def reconstruction_error(vae_path: Path, rollouts: Path, n_frames: int, seed: int = 0,
@@ -124,7 +137,7 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
         "round": 0, "controller": str(controller0), "policy": preset.collect.policy,
         **round0, "recon_mse": random_recon, "wall_s": None, **_controller_summary(controller0.parent)})
     latent_dirs = [layout.latents]
-    controller = controller0
+    controller, rnn = controller0, layout.rnn
     logger = Logger(layout.tb("iterate"), echo=False)
     try:
         _log_round(logger, rounds)
@@ -145,23 +158,40 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
             rnn_cfg, init_m = preset.rnn, None
             if it.fine_tune_m:
                 rnn_cfg = replace(rnn_cfg, epochs=it.fine_tune_epochs or rnn_cfg.epochs)
-                init_m = layout.round(k - 1).rnn
-            rnn = train_rnn(latent_dirs, rd.rnn_dir, rnn_cfg, device=dev,
-                            tb_dir=rd.tb("rnn"), progress=progress, init=init_m)
-            controller = train_controller(vae_path, rnn, rd.controller_dir, preset.controller,
-                                          preset.env, device=dev, tb_dir=rd.tb("controller"),
+                init_m = rnn
+            candidates = []
+            for i in range(it.models):
+                rnn_dir, c_dir, tb = _candidate(rd, i)
+                seed = rnn_cfg.seed if i == 0 else derive_seed(rnn_cfg.seed, k, i,
+                                                               _MODEL_SEED_STREAM)
+                m_path = train_rnn(latent_dirs, rnn_dir, replace(rnn_cfg, seed=seed), device=dev,
+                                   tb_dir=rd.tb(tb + "rnn"), progress=progress, init=init_m)
+                c_path = train_controller(vae_path, m_path, c_dir, preset.controller,
+                                          preset.env, device=dev, tb_dir=rd.tb(tb + "controller"),
                                           progress=progress,
                                           init=controller if it.warm_start else None,
                                           cluster=preset.cluster,
                                           branch_data=list(latent_dirs))
+                candidates.append({"model": i, "rnn_seed": seed, "rnn": str(m_path),
+                                   "controller": str(c_path), **_controller_summary(c_dir)})
+            best = max(candidates, key=lambda c: -np.inf if c["best_val_return"] is None
+                       else c["best_val_return"])
+            rnn, controller = Path(best["rnn"]), Path(best["controller"])
             prev_wall = next((r.get("wall_s") for r in old.get("rounds", [])
                               if r.get("round") == k), None)
-            rounds.append({
+            record = {
                 "round": k, "controller": str(controller), "policy": "agent",
                 **_collection(rd.rollouts), "recon_mse": recon,
                 # a resumed round keeps the time it had already spent
                 "wall_s": round(time.perf_counter() - t0 + (prev_wall or 0.0), 1),
-                **_controller_summary(rd.controller_dir)})
+                **{key: v for key, v in best.items() if key not in ("model", "rnn_seed")}}
+            if it.models > 1:  # every C's validation used the real env
+                record["validation_steps"] = sum(c["validation_steps"] for c in candidates)
+                record["models"] = [{key: c[key] for key in ("model", "rnn_seed", "rnn",
+                                                             "controller", "best_val_return",
+                                                             "dream_return", "validation_steps")}
+                                    for c in candidates]
+            rounds.append(record)
             _log_round(logger, rounds)
             _write_summary(summary_path, rounds, preset)
     finally:
