@@ -483,6 +483,12 @@ class Overlay:
     """``SECTION.FIELD`` -> value."""
 
 
+# Dropout's Dream Land masks (E1-E2) and short branched dreams (E5), each an overlay and both
+# part of the dream protocol.
+_DROPOUT = {"rnn.dropout": 0.05, "controller.dream_dropout": 0.1}
+_BRANCH = {"controller.dream_start": "branch", "controller.dream_max_steps": 200,
+           "controller.rollouts_per_candidate": 32}
+
 OVERLAYS: dict[str, Overlay] = {
     # C learns only in M's dream, iteratively (C drives, M learns from what it did, C learns
     # again in the new dream): E12 of docs/dream_experiments.md, the best dream protocol so far
@@ -492,12 +498,9 @@ OVERLAYS: dict[str, Overlay] = {
         "C only in M's dream (E12): branched 200-step dreams (pop 32 x 32), dropout masks, "
         "M on rewards clipped to +-5, 1 round of 100 episodes with 2 Ms (each its own C, the "
         "best on 16 validation tracks kept)", {
-            "controller.mode": "dream", "controller.popsize": 32,
-            "controller.rollouts_per_candidate": 32, "controller.generations": 20,
+            "controller.mode": "dream", "controller.popsize": 32, "controller.generations": 20,
             "controller.eval_every": 10, "controller.eval_episodes": 16,
-            "controller.real_max_steps": 0, "controller.dream_start": "branch",
-            "controller.dream_max_steps": 200, "controller.dream_dropout": 0.1,
-            "rnn.dropout": 0.05, "rnn.reward_clip": 5.0,
+            "controller.real_max_steps": 0, **_BRANCH, **_DROPOUT, "rnn.reward_clip": 5.0,
             "iterate.rounds": 1, "iterate.episodes": 100, "iterate.models": 2}),
     # The first dream protocol (E1-E4 of docs/dream_experiments.md): full-length dreams from
     # the first frame, 4 rounds of 40 episodes.
@@ -511,12 +514,11 @@ OVERLAYS: dict[str, Overlay] = {
     # Dropout's Dream Land: E1-E2 of docs/dream_experiments.md, the shipped carracing agent.
     "dropout": Overlay(
         "Dropout's Dream Land masks: M trained with dropout 0.05 on z and h, dreamt with 0.1",
-        {"rnn.dropout": 0.05, "controller.dream_dropout": 0.1}),
+        _DROPOUT),
     # E5 of docs/dream_experiments.md: no exploit over 3 rounds.
     "branch": Overlay(
         "dreams of 200 steps branched from M's state on the newest real data, 32 per candidate",
-        {"controller.dream_start": "branch", "controller.dream_max_steps": 200,
-         "controller.rollouts_per_candidate": 32}),
+        _BRANCH),
 }
 """Partial presets, applied in the order named over a full preset of ``PRESETS``."""
 

@@ -667,23 +667,23 @@ def efficiency_points(run_dir: Path) -> EfficiencyPoints:
     except MissingInput:
         pass
     done = layout.controller_dir / "done.json"
-    record = read_json(done) if done.is_file() else None
-    logged = "eval/real_steps" in scalars
-    if logged:  # every validation at its own step count
+    finished, best = None, None  # a finished C: everything its stage used, its best validation
+    if done.is_file():
+        record = read_json(done)
+        finished = (collect + int(record.get("real_steps", 0))
+                    + int(record.get("train_real_steps", 0)))
+        best = record.get("best_real")
+    if "eval/real_steps" in scalars:  # every validation at its own step count
         at = dict(zip(*scalars["eval/real_steps"]))  # generation -> steps, as the returns
         pairs = [(collect + int(at[g]), float(v))
                  for g, v in zip(*scalars.get("eval/real_return_mean", ([], []))) if g in at]
         steps, scores = [a for a, _ in pairs], [b for _, b in pairs]
-    elif record is None:
+    elif finished is None:
         raise MissingInput(f"missing {done} (C: run train-controller first)")
     else:  # runs logged before eval/real_steps existed: their best validation at their total
-        steps, scores = [], []
-    if record is not None:  # a finished C: everything its stage used
-        total = collect + int(record.get("real_steps", 0)) + int(record.get("train_real_steps", 0))
-    else:  # a C still training: up to its last validation
-        total = steps[-1] if steps else collect
-    if not logged and record is not None and record.get("best_real") is not None:
-        steps, scores = [total], [float(record["best_real"])]
+        steps, scores = ([finished], [float(best)]) if best is not None else ([], [])
+    # a C still training: up to its last validation
+    total = finished if finished is not None else (steps[-1] if steps else collect)
     if not steps and test is None:
         raise MissingInput(f"{run_dir}: C has no validation score and the run no test score "
                            "(run train-controller with eval_every > 0, or evaluate)")

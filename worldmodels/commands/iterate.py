@@ -55,6 +55,12 @@ _ROUND_SEED_STREAM = 7  # keeps each round's collection tracks apart from round 
 _MODEL_SEED_STREAM = 11  # the seeds of a round's other Ms (iterate.models)
 
 
+def _best_validated(items: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The round (or a round's M) whose C has the best validation score; None if none has one."""
+    scored = [x for x in items if x["best_val_return"] is not None]
+    return max(scored, key=lambda x: x["best_val_return"]) if scored else None
+
+
 def _candidate(rd: runs.RunLayout, i: int) -> tuple[Path, Path, str]:
     """M's folder, C's folder and the TensorBoard prefix of a round's i-th M (0: the round's own
     rnn/ and controller/, as with a single M)."""
@@ -174,8 +180,7 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
                                           branch_data=list(latent_dirs))
                 candidates.append({"model": i, "rnn_seed": seed, "rnn": str(m_path),
                                    "controller": str(c_path), **_controller_summary(c_dir)})
-            best = max(candidates, key=lambda c: -np.inf if c["best_val_return"] is None
-                       else c["best_val_return"])
+            best = _best_validated(candidates) or candidates[0]
             rnn, controller = Path(best["rnn"]), Path(best["controller"])
             prev_wall = next((r.get("wall_s") for r in old.get("rounds", [])
                               if r.get("round") == k), None)
@@ -208,8 +213,7 @@ def _write_summary(path: Path, rounds: list[dict[str, Any]], preset: Preset) -> 
     for r in rounds:
         total += _real_steps(r)
         r["real_steps_cumulative"] = total
-    scored = [r for r in rounds if r["best_val_return"] is not None]
-    chosen = max(scored, key=lambda r: r["best_val_return"]) if scored else rounds[-1]
+    chosen = _best_validated(rounds) or rounds[-1]
     summary = {"rounds": rounds, "chosen": {"round": chosen["round"],
                                            "controller": chosen["controller"],
                                            "best_val_return": chosen["best_val_return"]},

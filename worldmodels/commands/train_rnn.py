@@ -145,8 +145,8 @@ def spread_rewards(reward: torch.Tensor, starts: np.ndarray, lengths: np.ndarray
     n = len(r)
     first = np.repeat(starts, lengths)           # each step's episode: its first step ...
     end = first + np.repeat(lengths, lengths)    # ... and one past its last
-    lo = np.maximum(first, np.arange(n) - (window - 1) // 2)
-    hi = np.minimum(end, np.arange(n) - (window - 1) // 2 + window)
+    start = np.arange(n) - (window - 1) // 2     # each step's window, before the cut
+    lo, hi = np.maximum(first, start), np.minimum(end, start + window)
     share = r / (hi - lo)
     diff = np.zeros(n + 1)
     np.add.at(diff, lo, share)
