@@ -148,7 +148,8 @@ def action_source(args: argparse.Namespace):
             raise CLIError(f"--controller {args.controller} acts in another world than "
                            f"{world.name}'s M")
         print(f"C drives the dream: {args.controller}")
-        return (lambda t, z, h: controller(z, h)[0].numpy()), None
+        # C is tiny and stays on the CPU; the dream's z and h may live on the GPU (--device).
+        return (lambda t, z, h: controller(z.cpu(), h.cpu())[0].numpy()), None
     name = args.actions
     if not name:  # the world's default policy, the first it lists
         from worldmodels.agents.random_policies import WORLD_POLICIES
