@@ -304,6 +304,64 @@ def test_several_ms_per_round_keep_the_c_with_the_best_validation(tmp_path):
     assert read_json(tmp_path / "iterate.json")["rounds"][1]["models"] == models
 
 
+@pytest.mark.slow
+def test_round0_models_keep_the_best_validated_c_and_the_rounds_start_from_it(tmp_path,
+                                                                              monkeypatch):
+    from worldmodels.commands import iterate
+    from worldmodels.commands.pipeline import run_pipeline
+
+    # The tiny world gives every C about the same validation score: M 1's C is made the best,
+    # so that keeping M 0 (the pipeline's own) would fail below.
+    summary_of = iterate._controller_summary
+
+    def m1_validates_best(folder):
+        out = summary_of(folder)
+        if folder.parent.name == "m1":
+            out["best_val_return"] += 100.0
+        return out
+
+    monkeypatch.setattr(iterate, "_controller_summary", m1_validates_best)
+    p = iterate_preset()
+    preset = replace(p, iterate=replace(p.iterate, rounds=0, round0_models=2))
+    summary = run_pipeline(tmp_path, preset, device="cpu", progress=False)
+    record = read_json(tmp_path / "round0_models.json")
+    models = record["models"]
+    assert [Path(m["controller"]).parent for m in models] == [
+        tmp_path / "controller", tmp_path / "m1" / "controller"]
+    assert models[0]["rnn_seed"] == preset.rnn.seed != models[1]["rnn_seed"]
+    assert read_json(tmp_path / "m1" / "rnn" / "config.json")["config"]["seed"] == models[1]["rnn_seed"]
+    for m in models:  # each C learnt in its own M's dream and was validated on its own
+        c_cfg = read_json(Path(m["controller"]).parent / "config.json")["config"]
+        assert c_cfg["mdnrnn_sha256"] == checkpoint_sha256(m["rnn"])
+        assert m["validation_steps"] > 0
+    best = models[1]
+    assert best["best_val_return"] == max(m["best_val_return"] for m in models)
+    assert record["chosen"]["controller"] == best["controller"]
+    assert record["validation_steps"] == sum(m["validation_steps"] for m in models)
+    # the chosen C is the one scored on the test episodes
+    assert summary["controller_sha256"] == checkpoint_sha256(best["controller"])
+
+    # Rounds after it start from the chosen C and M, and count every round-0 validation.
+    rounds = replace(preset, iterate=replace(preset.iterate, rounds=1, fine_tune_m=True,
+                                             fine_tune_epochs=1))
+    run_pipeline(tmp_path, rounds, device="cpu", until="iterate", progress=False)
+    assert read_json(tmp_path / "round0_models.json") == record  # nothing redone
+    r0, r1 = read_json(tmp_path / "iterate.json")["rounds"]
+    assert r0["controller"] == best["controller"] and r0["models"] == models
+    assert r0["validation_steps"] == record["validation_steps"]
+    manifest = (tmp_path / "rounds" / "01" / "rollouts" / "manifest.jsonl").read_text()
+    assert checkpoint_sha256(best["controller"]) in manifest
+    m1_cfg = read_json(tmp_path / "rounds" / "01" / "rnn" / "config.json")["config"]
+    assert m1_cfg["init_sha256"] == checkpoint_sha256(best["rnn"])
+
+
+def test_round0_models_need_validation():
+    p = iterate_preset()
+    with pytest.raises(ValueError, match="round0-models.*--controller.eval-every"):
+        replace(p, controller=replace(p.controller, eval_every=0),
+                iterate=replace(p.iterate, round0_models=2))
+
+
 def test_a_run_folder_of_0_1_0_resumes_when_new_fields_keep_their_old_behaviour(tmp_path):
     # 0.1.0 wrote M's config without `dropout`: the same config with dropout 0 resumes it,
     # dropout 0.05 (another training) is refused.

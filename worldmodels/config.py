@@ -325,9 +325,13 @@ class IterateConfig:
     """Ms trained per round k >= 1 on the same data, each with its own seed and its own C in its own dream;
     the round keeps the C with the best validation score (every C's validation counts as real env steps).
     An M's seed alone can decide whether its dream teaches driving."""
+    round0_models: int = 1
+    """Ms trained in round 0 (on the first collection), each with its own seed and its own C in its own
+    dream; the run keeps the C with the best validation score (needs ``controller.eval_every`` > 0). Take
+    Cover: 2 of 7 seeds of the same recipe dodge, and 32 validation episodes tell which (notebook, D5)."""
 
     def __post_init__(self) -> None:
-        _check(self, at_least_one=("episodes", "workers", "models"),
+        _check(self, at_least_one=("episodes", "workers", "models", "round0_models"),
                non_negative=("rounds", "recon_frames", "fine_tune_epochs"))
 
 
@@ -372,6 +376,10 @@ class Preset:
                 and not self.rnn.predict_reward:
             raise ValueError("controller.mode 'dream' in this world needs M's reward head "
                              "(MDNRNNConfig.predict_reward, --rnn.predict-reward)")
+        if self.iterate.round0_models > 1 and self.controller.eval_every == 0:
+            raise ValueError(f"IterateConfig.round0_models (--iterate.round0-models) is "
+                             f"{self.iterate.round0_models}: the run keeps the C with the best "
+                             "validation score, so C needs validation (--controller.eval-every > 0)")
         if self.controller.mode == "dream" and not self.rnn.predict_done \
                 and world.dream_reward == "survival":
             raise ValueError("controller.mode 'dream' in this world counts the steps until M's "

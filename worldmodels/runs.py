@@ -252,6 +252,11 @@ class RunLayout:
         """Per-round summary of iterate."""
         return self.root / "iterate.json"
 
+    @property
+    def round0_models(self) -> Path:
+        """Round 0's Ms and the chosen one (``iterate.round0_models`` > 1)."""
+        return self.root / "round0_models.json"
+
 
 def _canonical(obj: Any) -> str:
     return json.dumps(obj, sort_keys=True)

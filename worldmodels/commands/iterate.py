@@ -14,6 +14,8 @@ M's dream. Round k >= 1 then:
    With ``iterate.models`` = K > 1, K Ms (seeds ``rnn.seed`` and ``derive_seed(rnn.seed, k,
    i)`` for i = 1..K-1) each get their own C, and the round keeps the C (and M) with the
    best validation score; the others' validation episodes count as real env steps too.
+   ``iterate.round0_models`` does the same in round 0, before the first round (and without
+   any round: Take Cover's pipeline).
 
 In this protocol no candidate's fitness is ever a real-env return: the real env is used to
 collect data with the agent and to score the CMA mean on the validation tracks (model
@@ -26,6 +28,7 @@ Layout (inside the pipeline's run folder; ``worldmodels.runs.RunLayout``)::
 
     RUN/rollouts, RUN/vae, RUN/latents, RUN/rnn, RUN/controller       round 0
     RUN/rounds/01/{rollouts,latents,rnn,controller}                   round 1, ...
+    RUN/m1/{rnn,controller}, m2/, ..., RUN/round0_models.json         round 0 other Ms (round0_models)
     RUN/rounds/01/m1/{rnn,controller}, m2/, ...                       its other Ms (iterate.models)
     RUN/iterate.json                                                  per-round summary
     RUN/tb/rounds/01/{rnn,controller}, RUN/tb/iterate                 TensorBoard
@@ -45,7 +48,7 @@ import numpy as np
 import torch
 
 from .. import runs
-from ..config import Preset
+from ..config import MDNRNNConfig, Preset
 from ..data import episode_files, read_manifest, read_shard
 from ..logger import Logger
 from ..seeds import derive_seed
@@ -124,8 +127,6 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
     chosen C (best validation score over rounds 0..R)."""
     from .collect import collect_rollouts
     from .encode import encode_rollouts
-    from .train_controller import train_controller
-    from .train_rnn import train_rnn
 
     layout = runs.RunLayout(Path(run_dir))
     it = preset.iterate  # its values were checked when it was built (IterateConfig)
@@ -139,11 +140,17 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
         random_recon = reconstruction_error(vae_path, layout.rollouts, it.recon_frames)
     round0 = _collection(layout.rollouts)
     del round0["collect_mean_return"]  # round 0 is random-policy data, not a C's driving
-    rounds.append({
-        "round": 0, "controller": str(controller0), "policy": preset.collect.policy,
-        **round0, "recon_mse": random_recon, "wall_s": None, **_controller_summary(controller0.parent)})
+    record0 = {"round": 0, "controller": str(controller0), "policy": preset.collect.policy,
+               **round0, "recon_mse": random_recon, "wall_s": None,
+               **_controller_summary(controller0.parent)}
+    rnn = layout.rnn
+    if layout.round0_models.exists():  # iterate.round0_models > 1: the pipeline chose among Ms
+        chosen0 = read_json(layout.round0_models)
+        record0.update({key: chosen0[key] for key in ("validation_steps", "models")})
+        rnn = Path(chosen0["chosen"]["rnn"])
+    rounds.append(record0)
     latent_dirs = [layout.latents]
-    controller, rnn = controller0, layout.rnn
+    controller = controller0
     logger = Logger(layout.tb("iterate"), echo=False)
     try:
         _log_round(logger, rounds)
@@ -165,21 +172,9 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
             if it.fine_tune_m:
                 rnn_cfg = replace(rnn_cfg, epochs=it.fine_tune_epochs or rnn_cfg.epochs)
                 init_m = rnn
-            candidates = []
-            for i in range(it.models):
-                rnn_dir, c_dir, tb = _candidate(rd, i)
-                seed = rnn_cfg.seed if i == 0 else derive_seed(rnn_cfg.seed, k, i,
-                                                               _MODEL_SEED_STREAM)
-                m_path = train_rnn(latent_dirs, rnn_dir, replace(rnn_cfg, seed=seed), device=dev,
-                                   tb_dir=rd.tb(tb + "rnn"), progress=progress, init=init_m)
-                c_path = train_controller(vae_path, m_path, c_dir, preset.controller,
-                                          preset.env, device=dev, tb_dir=rd.tb(tb + "controller"),
-                                          progress=progress,
-                                          init=controller if it.warm_start else None,
-                                          cluster=preset.cluster,
-                                          branch_data=list(latent_dirs))
-                candidates.append({"model": i, "rnn_seed": seed, "rnn": str(m_path),
-                                   "controller": str(c_path), **_controller_summary(c_dir)})
+            candidates = train_models(rd, it.models, latent_dirs, preset, rnn_cfg, dev,
+                                      progress, init_m=init_m,
+                                      init_c=controller if it.warm_start else None)
             best = _best_validated(candidates) or candidates[0]
             rnn, controller = Path(best["rnn"]), Path(best["controller"])
             prev_wall = next((r.get("wall_s") for r in old.get("rounds", [])
@@ -190,12 +185,8 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
                 # a resumed round keeps the time it had already spent
                 "wall_s": round(time.perf_counter() - t0 + (prev_wall or 0.0), 1),
                 **{key: v for key, v in best.items() if key not in ("model", "rnn_seed")}}
-            if it.models > 1:  # every C's validation used the real env
-                record["validation_steps"] = sum(c["validation_steps"] for c in candidates)
-                record["models"] = [{key: c[key] for key in ("model", "rnn_seed", "rnn",
-                                                             "controller", "best_val_return",
-                                                             "dream_return", "validation_steps")}
-                                    for c in candidates]
+            if it.models > 1:
+                record.update(_models_record(candidates))
             rounds.append(record)
             _log_round(logger, rounds)
             _write_summary(summary_path, rounds, preset)
@@ -205,6 +196,61 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
     best = summary["chosen"]
     print(f"iterate: chose C of round {best['round']} (validation return "
           f"{best['best_val_return']}); real env steps used: {summary['real_steps_total']}")
+    return Path(best["controller"])
+
+
+def train_models(rd: runs.RunLayout, n_models: int, latent_dirs: list[Path], preset: Preset,
+                 rnn_cfg: MDNRNNConfig, device: str, progress: bool, init_m: Path | None = None,
+                 init_c: Path | None = None) -> list[dict[str, Any]]:
+    """Train (or resume) round ``rd.k``'s ``n_models`` Ms on ``latent_dirs`` and a C in each
+    one's dream. M i's seed is ``rnn_cfg.seed`` for i = 0 (the round's own rnn/ and
+    controller/: in round 0 the pipeline's stages, already finished) and ``derive_seed(seed,
+    k, i)`` for the others. Returns one summary per M (its seed, files and C's validation)."""
+    from .train_controller import train_controller
+    from .train_rnn import train_rnn
+
+    vae_path = runs.RunLayout(rd.root).vae
+    candidates = []
+    for i in range(n_models):
+        rnn_dir, c_dir, tb = _candidate(rd, i)
+        seed = rnn_cfg.seed if i == 0 else derive_seed(rnn_cfg.seed, rd.k, i, _MODEL_SEED_STREAM)
+        m_path = train_rnn(latent_dirs, rnn_dir, replace(rnn_cfg, seed=seed), device=device,
+                           tb_dir=rd.tb(tb + "rnn"), progress=progress, init=init_m)
+        c_path = train_controller(vae_path, m_path, c_dir, preset.controller, preset.env,
+                                  device=device, tb_dir=rd.tb(tb + "controller"),
+                                  progress=progress, init=init_c, cluster=preset.cluster,
+                                  branch_data=list(latent_dirs))
+        candidates.append({"model": i, "rnn_seed": seed, "rnn": str(m_path),
+                           "controller": str(c_path), **_controller_summary(c_dir)})
+    return candidates
+
+
+def _models_record(candidates: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a round with several Ms records: every C's validation used the real env."""
+    return {"validation_steps": sum(c["validation_steps"] for c in candidates),
+            "models": [{key: c[key] for key in ("model", "rnn_seed", "rnn", "controller",
+                                                "best_val_return", "dream_return",
+                                                "validation_steps")}
+                       for c in candidates]}
+
+
+def choose_round0(run_dir: Path, preset: Preset, device: str = "auto",
+                  progress: bool = True) -> Path:
+    """``iterate.round0_models`` = K > 1: train round 0's other K - 1 Ms on the first
+    collection, each with a C in its dream, and return the C with the best validation score
+    (M 0 and its C are the pipeline's own train-rnn and train-controller). The choice and every
+    C's validation steps go to ``RUN/round0_models.json``; rerun, finished Ms are not redone."""
+    layout = runs.RunLayout(Path(run_dir))
+    dev = str(resolve_device(device))
+    candidates = train_models(layout, preset.iterate.round0_models, [layout.latents], preset,
+                              preset.rnn, dev, progress)
+    best = _best_validated(candidates) or candidates[0]
+    atomic_write_json(layout.round0_models, {
+        "chosen": {key: best[key] for key in ("model", "rnn", "controller", "best_val_return")},
+        **_models_record(candidates)})
+    print(f"round 0: chose the C of M {best['model']} of {len(candidates)} (validation return "
+          f"{best['best_val_return']}; the others: "
+          f"{[c['best_val_return'] for c in candidates if c is not best]})", flush=True)
     return Path(best["controller"])
 
 

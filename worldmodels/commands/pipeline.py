@@ -1,5 +1,7 @@
 """Run every stage of World Models: collect -> train-vae -> encode -> train-rnn ->
-train-controller -> evaluate.
+train-controller -> evaluate (with ``iterate.round0_models`` > 1, round 0's other Ms and
+their Cs before evaluate, the best-validated C kept; with ``iterate.rounds`` > 0, the rounds of
+``worldmodels.commands.iterate``).
 
 Each stage resumes from its checkpoint and is skipped when its folder holds a finished
 result, so rerunning the same command after a crash or Ctrl-C carries on where it stopped.
@@ -30,8 +32,8 @@ from ..config import SECTIONS, Preset, to_dict
 from ..runs import RunLayout, print_already_finished
 from ..utils import atomic_write_json, read_json, resolve_device
 
-STAGES = ("collect", "train-vae", "encode", "train-rnn", "train-controller", "iterate",
-          "evaluate")
+STAGES = ("collect", "train-vae", "encode", "train-rnn", "train-controller", "round0-models",
+          "iterate", "evaluate")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -52,7 +54,7 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
     from .collect import collect_rollouts
     from .encode import encode_rollouts
     from .evaluate import describe, evaluate_agent
-    from .iterate import run_rounds
+    from .iterate import choose_round0, run_rounds
     from .train_controller import train_controller
     from .train_rnn import train_rnn
     from .train_vae import train_vae
@@ -84,6 +86,9 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
             paths["vae"], paths["rnn"], layout.controller_dir, preset.controller, preset.env,
             device=device, tb_dir=layout.tb("controller"), progress=progress,
             cluster=preset.cluster, branch_data=[paths["latents"]])),
+        # Round 0's other Ms, each with a C, the best-validated C kept (iterate.round0_models).
+        ("round0-models", lambda: choose_round0(run_dir, preset, device=device, progress=progress)
+            if preset.iterate.round0_models > 1 else None),
         # Rounds of collect-with-C -> M -> C in the dream (skipped when iterate.rounds = 0).
         ("iterate", lambda: run_rounds(run_dir, preset, paths["controller"], device=device,
                                        progress=progress) if preset.iterate.rounds > 0 else None),
@@ -104,7 +109,7 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
         result = step()
         timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 1)
         atomic_write_json(layout.timings, timings)
-        if name in ("train-controller", "iterate") and result is not None:
+        if name in ("train-controller", "round0-models", "iterate") and result is not None:
             # controller_best.pt, or controller.pt when C ran no real evaluation
             # (eval_every=0); after iterate, the C of the round with the best validation score
             paths["controller"] = Path(result)
