@@ -133,12 +133,20 @@ class WorldModelsAgent:
 class NoisyAgentPolicy:
     """The agent as a data-collection policy (``worldmodels collect --policy agent``).
 
-    Each step adds N(0, ``noise``^2) to C's action (then clips it), so the data also shows
+    Each step adds N(0, ``noise``^2) to C's action (on the dimensions ``dims``, default all;
+    then clips it), so the data also shows
     what happens near C's choices; z-sampling and noise both draw from ``rng``.
     """
 
-    def __init__(self, agent: WorldModelsAgent, rng: np.random.Generator, noise: float):
+    def __init__(self, agent: WorldModelsAgent, rng: np.random.Generator, noise: float,
+                 dims: tuple[int, ...] | None = None):
         self.agent, self.rng, self.noise = agent, rng, float(noise)
+        # ``dims``: the action dimensions that get noise (None: all). The draw is the same
+        # either way, so the rng's stream (and the z sampling after it) does not change.
+        self.mask = None
+        if dims is not None:
+            self.mask = np.zeros(agent.controller.action_dim)
+            self.mask[list(dims)] = 1.0
 
     def reset(self) -> None:
         self.agent.reset(int(self.rng.integers(2**31)))
@@ -146,6 +154,8 @@ class NoisyAgentPolicy:
     def act(self, obs: np.ndarray) -> np.ndarray:
         dim = self.agent.controller.action_dim
         noise = self.rng.normal(0.0, self.noise, dim) if self.noise > 0 else None
+        if noise is not None and self.mask is not None:
+            noise = noise * self.mask
         return self.agent.act(obs, noise)
 
 

@@ -71,6 +71,41 @@ def test_action_noise_changes_the_actions_and_the_episode_replays(agent_models):
     assert (noisy >= [-1, 0, 0]).all() and (noisy <= 1).all()
 
 
+def test_action_noise_dims_leave_the_other_dimensions_to_c(agent_models, tmp_path):
+    from worldmodels.agents.world_models_agent import NoisyAgentPolicy, WorldModelsAgent
+    from worldmodels.commands.collect import collect_rollouts
+    from worldmodels.data import read_manifest
+
+    _, _, c = agent_models
+    obs = np.random.default_rng(1).integers(0, 256, (64, 64, 3), dtype=np.uint8)
+
+    def first_action(noise, dims=None):
+        policy = NoisyAgentPolicy(WorldModelsAgent.from_checkpoints(c), np.random.default_rng(0),
+                                  noise, dims)
+        policy.reset()
+        return policy.act(obs)
+
+    clean, noisy, steer_gas = first_action(0.0), first_action(0.3), first_action(0.3, (0, 1))
+    assert abs(noisy[2] - clean[2]) > 1e-3 and abs(noisy[0] - clean[0]) > 1e-3
+    np.testing.assert_array_equal(steer_gas[:2], noisy[:2])  # the same draw on steer and gas
+    assert steer_gas[2] == clean[2]  # and C's own brake
+
+    cfg = CollectConfig(episodes=2, workers=1, policy="agent", controller=str(c),
+                        action_noise=0.3, action_noise_dims="0,1")
+    collect_rollouts(tmp_path / "r", cfg, ENV, progress=False)
+    assert all(e["action_noise_dims"] == "0,1" for e in read_manifest(tmp_path / "r"))
+    assert read_json(tmp_path / "r" / "collect.json")["config"]["action_noise_dims"] == "0,1"
+    with pytest.raises(runs.RunConfigMismatch, match="action_noise_dims"):  # not mixed in one folder
+        collect_rollouts(tmp_path / "r", replace(cfg, action_noise_dims="", episodes=3), ENV,
+                         progress=False)
+    for bad in ("a", "0,0", "-1"):
+        with pytest.raises(ValueError, match="action_noise_dims"):
+            replace(cfg, action_noise_dims=bad)
+    p = tiny_preset()
+    with pytest.raises(ValueError, match="has 3 action dimensions"):
+        replace(p, collect=replace(p.collect, action_noise_dims="3"))
+
+
 # --- M on several folders ------------------------------------------------------------------
 
 def test_train_rnn_on_several_folders_refuses_latents_of_another_v(tmp_path, make_rollouts):

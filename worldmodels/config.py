@@ -89,6 +89,22 @@ def _check(cfg: Any, *, positive: tuple[str, ...] = (), at_least_one: tuple[str,
                              f"got {getattr(cfg, field_name)!r}")
 
 
+def noise_dims(cfg: "CollectConfig") -> tuple[int, ...] | None:
+    """``collect.action_noise_dims`` as indices (None: every dimension); a malformed list
+    raises a ValueError naming the option."""
+    text = cfg.action_noise_dims.strip()
+    if not text:
+        return None
+    try:
+        dims = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        dims = ()
+    if not dims or min(dims) < 0 or len(set(dims)) != len(dims):
+        raise ValueError(f"CollectConfig.action_noise_dims ({option('collect', 'action_noise_dims')}) "
+                         f"must be distinct action indices such as '0,1', got {cfg.action_noise_dims!r}")
+    return dims
+
+
 @dataclass(frozen=True)
 class EnvConfig:
     """The real environment and its frame processing."""
@@ -131,10 +147,16 @@ class CollectConfig:
     brownian_share: float = 0.0
     """Policy ``agent`` (and every ``iterate`` round): fraction of episodes (drawn per episode from its seed)
     driven by ``brownian`` instead."""
+    action_noise_dims: str = ""
+    """Policy ``agent``: the action dimensions that get ``action_noise``, comma-separated indices (``0,1``:
+    CarRacing's steer and gas); empty: all. CarRacing's brake is better left alone: noise 0.1 on the brake
+    alone turns a C that drives 423 into -54 (it brakes on half the steps; notebook, E14)."""
 
     def __post_init__(self) -> None:
         _check(self, at_least_one=("episodes", "workers"),
                non_negative=("seed", "action_noise"), unit=("brownian_share",))
+        noise_dims(self)  # a malformed list is refused here, an index out of range by Preset
+
 
 
 @dataclass(frozen=True)
@@ -376,6 +398,11 @@ class Preset:
                 and not self.rnn.predict_reward:
             raise ValueError("controller.mode 'dream' in this world needs M's reward head "
                              "(MDNRNNConfig.predict_reward, --rnn.predict-reward)")
+        dims = noise_dims(self.collect) or ()
+        if dims and max(dims) >= world.action_dim:
+            raise ValueError(f"CollectConfig.action_noise_dims (--collect.action-noise-dims) is "
+                             f"{self.collect.action_noise_dims!r}, but {self.env.env_id} has "
+                             f"{world.action_dim} action dimensions (0..{world.action_dim - 1})")
         if self.iterate.round0_models > 1 and self.controller.eval_every == 0:
             raise ValueError(f"IterateConfig.round0_models (--iterate.round0-models) is "
                              f"{self.iterate.round0_models}: the run keeps the C with the best "
@@ -585,6 +612,7 @@ ADDED_FIELDS: dict[str, Any] = {
     "dropout": 0.0, "dream_dropout": 0.0, "exploit_gap": 150.0, "controller": "",
     "action_noise": 0.1, "brownian_share": 0.0, "reward_heads": 1, "reward_penalty": 0.0,
     "backend": "local", "ray_address": "", "reward_clip": 0.0, "reward_smooth": 0,
+    "action_noise_dims": "",
 }
 """Config fields added after 0.1.0, with the value that behaves as 0.1.0 did: a run folder
 started by 0.1.0 (whose config.json lacks them) resumes when they hold these values."""

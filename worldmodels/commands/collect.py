@@ -46,7 +46,7 @@ from ..cli import (
     config_from_args,
     sigterm_as_interrupt,
 )
-from ..config import ClusterConfig, CollectConfig, EnvConfig, to_dict
+from ..config import ClusterConfig, CollectConfig, EnvConfig, noise_dims, to_dict
 from ..data import (
     SHARD_RE,
     ShardError,
@@ -97,7 +97,8 @@ def make_episode_policy(index: int, cfg: CollectConfig, world: str = "carracing"
         return make_policy(name, rng, world)
     from worldmodels.agents.world_models_agent import NoisyAgentPolicy
 
-    return NoisyAgentPolicy(_load_agent(str(cfg.controller)), rng, cfg.action_noise)
+    return NoisyAgentPolicy(_load_agent(str(cfg.controller)), rng, cfg.action_noise,
+                            noise_dims(cfg))
 
 
 def run_episode(index: int, cfg: CollectConfig, env_cfg: EnvConfig,
@@ -147,8 +148,14 @@ def _manifest_entry(index: int, cfg: CollectConfig, reward: np.ndarray, sha256: 
         "sha256": sha256,
         "policy": policy,
         **({"controller_sha256": _controller_sha256(cfg.controller),
-            "action_noise": cfg.action_noise} if policy == "agent" else {}),
+            "action_noise": cfg.action_noise, **_dims_record(cfg)} if policy == "agent" else {}),
     }
+
+
+def _dims_record(cfg: CollectConfig) -> dict[str, str]:
+    """``action_noise_dims`` where it is set (a folder collected before it existed, with noise
+    on every dimension, records nothing and resumes)."""
+    return {"action_noise_dims": cfg.action_noise_dims} if noise_dims(cfg) is not None else {}
 
 
 @functools.lru_cache(maxsize=4)
@@ -207,7 +214,8 @@ def run_config(cfg: CollectConfig, env_cfg: EnvConfig) -> dict:
     record: dict[str, Any] = {"policy": cfg.policy, "seed": cfg.seed, "env": to_dict(env_cfg)}
     if cfg.policy == "agent":
         record.update(controller_sha256=_controller_sha256(cfg.controller),
-                      action_noise=cfg.action_noise, brownian_share=cfg.brownian_share)
+                      action_noise=cfg.action_noise, brownian_share=cfg.brownian_share,
+                      **_dims_record(cfg))
     return record
 
 
