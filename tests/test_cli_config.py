@@ -142,14 +142,14 @@ def test_laptop_dream_is_laptop_with_the_dream_overlay():
                                     generations=20, eval_every=10, eval_episodes=16,
                                     dream_start="branch", dream_max_steps=200,
                                     dream_dropout=0.1),
-        iterate=IterateConfig(rounds=1, episodes=100, models=2))
-    # E12's settings: E9's command (docs/dream_experiments.md) with one round of two Ms
+        iterate=IterateConfig(rounds=1, episodes=100, models=4))
+    # E13's settings: E9's command (docs/dream_experiments.md) with one round of four Ms
     e9 = pipeline_preset("--preset", "laptop", "--preset", "dropout", "--preset", "branch",
                          "--controller.mode", "dream", "--controller.popsize", "32",
                          "--controller.generations", "20", "--controller.eval-every", "10",
                          "--controller.eval-episodes", "16", "--controller.real-max-steps", "0",
                          "--iterate.rounds", "2", "--iterate.episodes", "100",
-                         "--rnn.reward-clip", "5", "--iterate.rounds", "1", "--iterate.models", "2")
+                         "--rnn.reward-clip", "5", "--iterate.rounds", "1", "--iterate.models", "4")
     assert replace(e9, name="laptop-dream") == PRESETS["laptop-dream"]
     assert replace(compose_presets(["laptop", "dream"]), name="laptop-dream") == \
         PRESETS["laptop-dream"]

@@ -530,13 +530,13 @@ OVERLAYS: dict[str, Overlay] = {
     # (3 seeds: 351.5 +- 88.4 on the 100 test tracks, ~380k real env steps). Not yet the
     # default over `laptop` (C in the real env: 504.7, re-run 426).
     "dream": Overlay(
-        "C only in M's dream (E12): branched 200-step dreams (pop 32 x 32), dropout masks, "
-        "M on rewards clipped to +-5, 1 round of 100 episodes with 2 Ms (each its own C, the "
+        "C only in M's dream (E13): branched 200-step dreams (pop 32 x 32), dropout masks, "
+        "M on rewards clipped to +-5, 1 round of 100 episodes with 4 Ms (each its own C, the "
         "best on 16 validation tracks kept)", {
             "controller.mode": "dream", "controller.popsize": 32, "controller.generations": 20,
             "controller.eval_every": 10, "controller.eval_episodes": 16,
             "controller.real_max_steps": 0, **_BRANCH, **_DROPOUT, "rnn.reward_clip": 5.0,
-            "iterate.rounds": 1, "iterate.episodes": 100, "iterate.models": 2}),
+            "iterate.rounds": 1, "iterate.episodes": 100, "iterate.models": 4}),
     # The first dream protocol (E1-E4 of docs/dream_experiments.md): full-length dreams from
     # the first frame, 4 rounds of 40 episodes.
     "dream-e1": Overlay(
