@@ -73,6 +73,7 @@ def test_action_noise_changes_the_actions_and_the_episode_replays(agent_models):
 
 def test_action_noise_dims_leave_the_other_dimensions_to_c(agent_models, tmp_path):
     from worldmodels.agents.world_models_agent import NoisyAgentPolicy, WorldModelsAgent
+
     from worldmodels.commands.collect import collect_rollouts
     from worldmodels.data import read_manifest
 
