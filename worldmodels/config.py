@@ -158,7 +158,6 @@ class CollectConfig:
         noise_dims(self)  # a malformed list is refused here, an index out of range by Preset
 
 
-
 @dataclass(frozen=True)
 class VAEConfig:
     """V: the convolutional VAE and its training."""
@@ -526,8 +525,8 @@ _BRANCH = {"controller.dream_start": "branch", "controller.dream_max_steps": 200
 
 OVERLAYS: dict[str, Overlay] = {
     # C learns only in M's dream, iteratively (C drives, M learns from what it did, C learns
-    # again in the new dream): E12 of docs/dream_experiments.md, the best dream protocol so far
-    # (3 seeds: 351.5 +- 88.4 on the 100 test tracks, ~380k real env steps). Not yet the
+    # again in the new dream): E13 of docs/dream_experiments.md, the best dream protocol so far
+    # (3 seeds: 445.3 +- 83.5 on the 100 test tracks, ~445k real env steps). Not yet the
     # default over `laptop` (C in the real env: 504.7, re-run 426).
     "dream": Overlay(
         "C only in M's dream (E13): branched 200-step dreams (pop 32 x 32), dropout masks, "
