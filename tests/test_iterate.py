@@ -218,6 +218,49 @@ def test_exploit_detector_fires_on_an_m_that_pays_for_anything(agent_models, tmp
     assert not exploit_flag(100.0, 90.0, 150.0) and exploit_flag(1200.0, 1100.0, 150.0)
 
 
+def test_exploit_detector_fires_when_the_dream_rises_and_the_real_return_falls():
+    from worldmodels.commands.train_controller import exploit_flag
+
+    best = [8, 516.9, 144.0, 15.9, False]  # E14c seed 0's peak: gen, real, std, dream, flag
+    assert exploit_flag(33.9, 327.8, 150.0, best=best)       # its generation 10
+    assert not exploit_flag(33.9, 327.8, 150.0)               # the old rule missed it
+    assert not exploit_flag(10.0, 327.8, 150.0, best=best)    # real fell, dream fell too
+    assert not exploit_flag(33.9, 400.0, 150.0, best=best)    # real fell less than the gap
+
+
+@pytest.mark.parametrize("kill_at", [None, 2])
+def test_patience_stops_after_evaluations_without_a_new_best_and_keeps_the_best(
+        agent_models, tmp_path, monkeypatch, kill_at):
+    from worldmodels.commands.train_controller import train_controller
+    from worldmodels.rollouts import EpisodeRunner
+
+    vae, rnn, _ = agent_models
+    calls: list[int] = []
+
+    def falling_validation(self, tasks, progress=None):  # 100, then ever lower
+        calls.append(len(tasks))
+        if kill_at is not None and len(calls) == kill_at + 1:
+            raise KeyboardInterrupt  # killed in generation kill_at + 1's evaluation
+        value = 100.0 - 10.0 * (len(calls) - 1 - (kill_at is not None and len(calls) > kill_at))
+        return np.full(len(tasks), value), np.full(len(tasks), 5)
+
+    monkeypatch.setattr(EpisodeRunner, "run", falling_validation)
+    cfg = ControllerConfig(popsize=4, rollouts_per_candidate=2, generations=10,
+                           dream_max_steps=10, eval_every=1, eval_episodes=1, workers=1,
+                           patience=2)
+    if kill_at is not None:
+        with pytest.raises(KeyboardInterrupt):
+            train_controller(vae, rnn, tmp_path / "c", cfg, ENV, device="cpu", progress=False)
+        assert not runs.is_done(tmp_path / "c")
+    best = train_controller(vae, rnn, tmp_path / "c", cfg, ENV, device="cpu", progress=False)
+    done = runs.read_done(tmp_path / "c")
+    assert [e[0] for e in done["evals"]] == [1, 2, 3] and done["generations"] == 3
+    assert done["stopped_early"] and done["best_generation"] == 1
+    assert load_checkpoint(best)["step"] == 1  # the C of generation 1, not the last one
+    with pytest.raises(ValueError, match="patience"):
+        ControllerConfig(eval_every=0, patience=2)
+
+
 # --- the iterative loop ----------------------------------------------------------------------
 
 def iterate_preset():

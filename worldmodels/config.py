@@ -290,7 +290,11 @@ class ControllerConfig:
     """Worker processes for real-env rollouts."""
     exploit_gap: float = 150.0
     """Exploit detector (dream mode): flag an evaluation whose dream return exceeds the real validation return
-    by more than this."""
+    by more than this, or whose real return fell more than this below the best evaluation's while the dream
+    return rose above that evaluation's (dream up, real down)."""
+    patience: int = 0
+    """Stop C's training after this many evaluations in a row without a new best validation return (needs
+    ``eval_every``; 0: run all generations). The best-validated C is the result either way."""
     seed: int = 0
     """Seed for CMA-ES sampling and rollouts."""
 
@@ -299,8 +303,11 @@ class ControllerConfig:
                at_least_one=("rollouts_per_candidate", "generations", "dream_max_steps",
                              "eval_episodes", "workers"),
                non_negative=("temperature", "real_max_steps", "eval_every", "exploit_gap",
-                             "reward_penalty", "seed"),
+                             "reward_penalty", "patience", "seed"),
                fraction=("dream_dropout",), unit=("done_threshold",))
+        if self.patience > 0 and self.eval_every == 0:
+            raise ValueError("ControllerConfig.patience (--controller.patience) stops on the validation "
+                             "evaluations: it needs controller.eval_every > 0")
         if self.popsize < 2:
             raise ValueError("ControllerConfig.popsize (--controller.popsize) must be >= 2, "
                              f"got {self.popsize}")
@@ -611,7 +618,7 @@ ADDED_FIELDS: dict[str, Any] = {
     "dropout": 0.0, "dream_dropout": 0.0, "exploit_gap": 150.0, "controller": "",
     "action_noise": 0.1, "brownian_share": 0.0, "reward_heads": 1, "reward_penalty": 0.0,
     "backend": "local", "ray_address": "", "reward_clip": 0.0, "reward_smooth": 0,
-    "action_noise_dims": "",
+    "action_noise_dims": "", "patience": 0,
 }
 """Config fields added after 0.1.0, with the value that behaves as 0.1.0 did: a run folder
 started by 0.1.0 (whose config.json lacks them) resumes when they hold these values."""

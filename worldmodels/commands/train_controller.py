@@ -12,7 +12,10 @@
 Fitness is the mean return over ``rollouts_per_candidate`` rollouts. Every ``eval_every``
 generations (and after the last) the CMA mean drives the real env on the validation tracks
 (``worldmodels.seeds.validation_seeds``); the best by that score is kept as
-``OUT/controller_best.pt``. ``OUT/controller.pt`` (the latest CMA mean, with the ES history)
+``OUT/controller_best.pt``; ``--controller.patience N`` stops the training after N evaluations
+in a row without a new best (in a dream C learns M's exploits once it has learned to drive:
+the validation peaks, then falls while the dream return rises; the detector flags that, too).
+``OUT/controller.pt`` (the latest CMA mean, with the ES history)
 is written every generation, and rerunning the same command resumes from it: the ES is
 rebuilt by replaying its history (``worldmodels.es``) and every random number depends only
 on (seed, generation), so a resumed run ends exactly where an uninterrupted one would (CPU).
@@ -32,6 +35,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -178,7 +182,7 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
     bar = tqdm(total=cfg.generations, initial=es.generation, desc="train-controller",
                unit="gen", disable=not progress)
     try:
-        while es.generation < cfg.generations:
+        while es.generation < cfg.generations and not _stalled(state, cfg.patience):
             g = es.generation
             t0 = time.perf_counter()
             solutions = es.ask()
@@ -216,15 +220,19 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
                 record: list[Any] = [gen, float(real.mean()), float(real.std())]
                 if dream is not None:
                     dream_mean = scalars["dream/return_mean"]
+                    best_eval = _best_eval(state["evals"])
                     flagged = exploit_flag(dream_mean, float(real.mean()), cfg.exploit_gap,
-                                           world.max_return)
+                                           world.max_return, best=best_eval)
                     scalars["eval/dream_minus_real"] = dream_mean - real.mean()
                     scalars["eval/exploit"] = float(flagged)
                     record += [dream_mean, flagged]
                     if flagged:
+                        since = ("" if best_eval is None else
+                                 f" (best so far: real {best_eval[1]:.1f}, dream "
+                                 f"{best_eval[3]:.1f} at generation {best_eval[0]})")
                         tqdm.write(f"train-controller: generation {gen}: C may be exploiting M: "
                                    f"dream return {dream_mean:.1f}, real {real.mean():.1f} on "
-                                   "the validation tracks")
+                                   f"the validation tracks{since}")
                 state["evals"].append(record)
                 if state["best_real"] is None or real.mean() > state["best_real"]:
                     state["best_real"], state["best_generation"] = float(real.mean()), gen
@@ -243,6 +251,7 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
             "evals": state["evals"], "real_steps": state["real_steps"],
             "train_real_steps": state["train_real_steps"], "controller": str(latest),
             "controller_best": str(best) if best.exists() else None,
+            "stopped_early": es.generation < cfg.generations,
         }
         metrics = {f"hparam/{k}": v for k, v in summary.items()
                    if k in ("final_fitness_mean", "best_real") and v is not None}
@@ -268,10 +277,30 @@ impossible in the real game (each world's bound: ``World.max_return``)."""
 
 
 def exploit_flag(dream_return: float, real_return: float, gap: float,
-                 max_return: float = MAX_REAL_RETURN) -> bool:
+                 max_return: float = MAX_REAL_RETURN,
+                 best: Sequence[Any] | None = None) -> bool:
     """The exploit detector: C's dream return is above anything the real game pays
-    (``max_return``), or above its real return on the validation tracks by more than ``gap``."""
-    return bool(dream_return > max_return or dream_return - real_return > gap)
+    (``max_return``), or above its real return on the validation tracks by more than ``gap``,
+    or (``best``: the best earlier evaluation's record, ``[gen, real, std, dream, ...]``) the
+    real return fell more than ``gap`` below the best one while the dream return rose above
+    that evaluation's: dream up, real down, the way C learned M's exploits once M had seen good
+    driving (notebook, E14)."""
+    if dream_return > max_return or dream_return - real_return > gap:
+        return True
+    return bool(best is not None and best[1] - real_return > gap and dream_return > best[3])
+
+
+def _best_eval(evals: list[list[Any]]) -> list[Any] | None:
+    """The earlier evaluation with the best real return that also has a dream return."""
+    with_dream = [e for e in evals if len(e) >= 4]
+    return max(with_dream, key=lambda e: e[1]) if with_dream else None
+
+
+def _stalled(state: dict[str, Any], patience: int) -> bool:
+    """``patience`` evaluations in a row since the best validation return (0: never stalls)."""
+    if patience <= 0 or state["best_generation"] is None:
+        return False
+    return sum(1 for e in state["evals"] if e[0] > state["best_generation"]) >= patience
 
 
 def _resume(latest: Path, vae_path: Path, mdnrnn_path: Path, cfg: ControllerConfig,
