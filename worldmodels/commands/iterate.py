@@ -104,6 +104,7 @@ def _controller_summary(folder: Path) -> dict[str, Any]:
             "best_generation": done.get("best_generation"),
             "dream_return": evals[-1][3] if evals and len(evals[-1]) >= 4 else None,
             "evals": evals, "exploit_flagged_generations": flagged,
+            "stopped_early": bool(done.get("stopped_early", False)),
             "validation_steps": int(done.get("real_steps", 0)),
             "train_real_steps": int(done.get("train_real_steps", 0))}
 
