@@ -235,14 +235,15 @@ def test_patience_stops_after_evaluations_without_a_new_best_and_keeps_the_best(
     from worldmodels.rollouts import EpisodeRunner
 
     vae, rnn, _ = agent_models
-    calls: list[int] = []
+    served: list[float] = []  # the validation returns handed out: 100, 90, 80, ...
+    killed: list[bool] = []
 
-    def falling_validation(self, tasks, progress=None):  # 100, then ever lower
-        calls.append(len(tasks))
-        if kill_at is not None and len(calls) == kill_at + 1:
+    def falling_validation(self, tasks, progress=None):
+        if kill_at is not None and len(served) == kill_at and not killed:
+            killed.append(True)
             raise KeyboardInterrupt  # killed in generation kill_at + 1's evaluation
-        value = 100.0 - 10.0 * (len(calls) - 1 - (kill_at is not None and len(calls) > kill_at))
-        return np.full(len(tasks), value), np.full(len(tasks), 5)
+        served.append(100.0 - 10.0 * len(served))
+        return np.full(len(tasks), served[-1]), np.full(len(tasks), 5)
 
     monkeypatch.setattr(EpisodeRunner, "run", falling_validation)
     cfg = ControllerConfig(popsize=4, rollouts_per_candidate=2, generations=10,

@@ -220,7 +220,9 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
                 record: list[Any] = [gen, float(real.mean()), float(real.std())]
                 if dream is not None:
                     dream_mean = scalars["dream/return_mean"]
-                    best_eval = _best_eval(state["evals"])
+                    # the best earlier evaluation (state's best_generation; each has a dream return)
+                    best_eval = next((e for e in state["evals"]
+                                      if e[0] == state["best_generation"]), None)
                     flagged = exploit_flag(dream_mean, float(real.mean()), cfg.exploit_gap,
                                            world.max_return, best=best_eval)
                     scalars["eval/dream_minus_real"] = dream_mean - real.mean()
@@ -288,12 +290,6 @@ def exploit_flag(dream_return: float, real_return: float, gap: float,
     if dream_return > max_return or dream_return - real_return > gap:
         return True
     return bool(best is not None and best[1] - real_return > gap and dream_return > best[3])
-
-
-def _best_eval(evals: list[list[Any]]) -> list[Any] | None:
-    """The earlier evaluation with the best real return that also has a dream return."""
-    with_dream = [e for e in evals if len(e) >= 4]
-    return max(with_dream, key=lambda e: e[1]) if with_dream else None
 
 
 def _stalled(state: dict[str, Any], patience: int) -> bool:
