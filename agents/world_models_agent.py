@@ -134,12 +134,14 @@ class NoisyAgentPolicy:
     """The agent as a data-collection policy (``worldmodels collect --policy agent``).
 
     Each step adds N(0, ``noise``^2) to C's action (on the dimensions ``dims``, default all;
-    then clips it), so the data also shows
-    what happens near C's choices; z-sampling and noise both draw from ``rng``.
+    then clips it), so the data also shows what happens near C's choices; ``offset`` (A,), if
+    given, is added to every action too (``collect.episode_offset``: one draw per episode, C
+    driving a little differently for a whole episode). z-sampling and noise both draw from
+    ``rng``.
     """
 
     def __init__(self, agent: WorldModelsAgent, rng: np.random.Generator, noise: float,
-                 dims: tuple[int, ...] | None = None):
+                 dims: tuple[int, ...] | None = None, offset: np.ndarray | None = None):
         self.agent, self.rng, self.noise = agent, rng, float(noise)
         # ``dims``: the action dimensions that get noise (None: all). The draw is the same
         # either way, so the rng's stream (and the z sampling after it) does not change.
@@ -147,6 +149,7 @@ class NoisyAgentPolicy:
         if dims is not None:
             self.mask = np.zeros(agent.controller.action_dim)
             self.mask[list(dims)] = 1.0
+        self.offset = None if offset is None else np.asarray(offset, dtype=np.float64)
 
     def reset(self) -> None:
         self.agent.reset(int(self.rng.integers(2**31)))
@@ -156,6 +159,8 @@ class NoisyAgentPolicy:
         noise = self.rng.normal(0.0, self.noise, dim) if self.noise > 0 else None
         if noise is not None and self.mask is not None:
             noise = noise * self.mask
+        if self.offset is not None:
+            noise = self.offset if noise is None else noise + self.offset
         return self.agent.act(obs, noise)
 
 

@@ -107,6 +107,38 @@ def test_action_noise_dims_leave_the_other_dimensions_to_c(agent_models, tmp_pat
         replace(p, collect=replace(p.collect, action_noise_dims="3"))
 
 
+def test_episode_offset_is_one_draw_per_episode_recorded_in_the_manifest(agent_models, tmp_path):
+    from worldmodels.commands.collect import collect_rollouts, episode_offset, run_episode
+    from worldmodels.data import read_manifest
+
+    _, _, c = agent_models
+    cfg = CollectConfig(episodes=3, workers=1, policy="agent", controller=str(c),
+                        action_noise=0.0, action_noise_dims="1", episode_offset=0.3, seed=4)
+    clean = replace(cfg, episode_offset=0.0)
+    assert episode_offset(0, clean, 3) is None
+    offsets = [episode_offset(i, cfg, 3) for i in range(3)]
+    for o in offsets:
+        assert o[0] == 0.0 and o[2] == 0.0 and o[1] != 0.0  # only on action_noise_dims
+    assert len({o[1] for o in offsets}) == 3  # a new draw per episode
+    # The episode's first action is C's own plus the offset (clipped); later ones differ from
+    # C's own too, as the offset stays for the whole episode.
+    env = replace(ENV, max_steps=20)
+    own, shifted = run_episode(0, clean, env)["action"], run_episode(0, cfg, env)["action"]
+    np.testing.assert_allclose(shifted[0], np.clip(own[0] + offsets[0], [-1, 0, 0], 1), atol=1e-6)
+    assert (np.abs(shifted[:, 1] - own[:, 1]) > 1e-4).mean() > 0.5
+    np.testing.assert_array_equal(shifted, run_episode(0, cfg, env)["action"])  # it replays
+
+    collect_rollouts(tmp_path / "r", cfg, ENV, progress=False)
+    entries = read_manifest(tmp_path / "r")
+    for e, o in zip(entries, offsets):
+        assert e["episode_offset"] == 0.3 and np.allclose(e["action_offset"], o)
+    assert read_json(tmp_path / "r" / "collect.json")["config"]["episode_offset"] == 0.3
+    with pytest.raises(runs.RunConfigMismatch, match="episode_offset"):  # not mixed in one folder
+        collect_rollouts(tmp_path / "r", replace(clean, episodes=4), ENV, progress=False)
+    with pytest.raises(ValueError, match="episode_offset"):
+        replace(cfg, episode_offset=-0.1)
+
+
 # --- M on several folders ------------------------------------------------------------------
 
 def test_train_rnn_on_several_folders_refuses_latents_of_another_v(tmp_path, make_rollouts):

@@ -151,10 +151,15 @@ class CollectConfig:
     """Policy ``agent``: the action dimensions that get ``action_noise``, comma-separated indices (``0,1``:
     CarRacing's steer and gas); empty: all. CarRacing's brake is better left alone: noise 0.1 on the brake
     alone turns a C that drives 423 into -54 (it brakes on half the steps; notebook, E14)."""
+    episode_offset: float = 0.0
+    """Policy ``agent``: std of a Gaussian offset drawn once per episode and added to every action of it
+    (on ``action_noise_dims``, then clipped), for exploration that persists: per-step noise averages out
+    over a few steps, so M never sees what C driving a little faster or slower all the time leads to
+    (notebook, E18). 0: off (the episodes are then the same as before the option existed)."""
 
     def __post_init__(self) -> None:
         _check(self, at_least_one=("episodes", "workers"),
-               non_negative=("seed", "action_noise"), unit=("brownian_share",))
+               non_negative=("seed", "action_noise", "episode_offset"), unit=("brownian_share",))
         noise_dims(self)  # a malformed list is refused here, an index out of range by Preset
 
 
@@ -618,7 +623,7 @@ ADDED_FIELDS: dict[str, Any] = {
     "dropout": 0.0, "dream_dropout": 0.0, "exploit_gap": 150.0, "controller": "",
     "action_noise": 0.1, "brownian_share": 0.0, "reward_heads": 1, "reward_penalty": 0.0,
     "backend": "local", "ray_address": "", "reward_clip": 0.0, "reward_smooth": 0,
-    "action_noise_dims": "", "patience": 0,
+    "action_noise_dims": "", "patience": 0, "episode_offset": 0.0,
 }
 """Config fields added after 0.1.0, with the value that behaves as 0.1.0 did: a run folder
 started by 0.1.0 (whose config.json lacks them) resumes when they hold these values."""

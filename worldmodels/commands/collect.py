@@ -97,8 +97,9 @@ def make_episode_policy(index: int, cfg: CollectConfig, world: str = "carracing"
         return make_policy(name, rng, world)
     from worldmodels.agents.world_models_agent import NoisyAgentPolicy
 
-    return NoisyAgentPolicy(_load_agent(str(cfg.controller)), rng, cfg.action_noise,
-                            noise_dims(cfg))
+    agent = _load_agent(str(cfg.controller))
+    return NoisyAgentPolicy(agent, rng, cfg.action_noise, noise_dims(cfg),
+                            offset=episode_offset(index, cfg, agent.controller.action_dim))
 
 
 def run_episode(index: int, cfg: CollectConfig, env_cfg: EnvConfig,
@@ -137,7 +138,8 @@ def run_episode(index: int, cfg: CollectConfig, env_cfg: EnvConfig,
     }
 
 
-def _manifest_entry(index: int, cfg: CollectConfig, reward: np.ndarray, sha256: str) -> dict:
+def _manifest_entry(index: int, cfg: CollectConfig, reward: np.ndarray, sha256: str,
+                    action_dim: int) -> dict:
     policy = episode_policy(index, cfg)
     return {
         "index": index,
@@ -148,8 +150,33 @@ def _manifest_entry(index: int, cfg: CollectConfig, reward: np.ndarray, sha256: 
         "sha256": sha256,
         "policy": policy,
         **({"controller_sha256": _controller_sha256(cfg.controller),
-            "action_noise": cfg.action_noise, **_dims_record(cfg)} if policy == "agent" else {}),
+            "action_noise": cfg.action_noise, **_dims_record(cfg),
+            **_offset_record(index, cfg, action_dim)} if policy == "agent" else {}),
     }
+
+
+def episode_offset(index: int, cfg: CollectConfig, action_dim: int) -> np.ndarray | None:
+    """Episode ``index``'s action offset (``collect.episode_offset``; None when off): drawn from
+    its own stream of the episode's policy seed, zero outside ``action_noise_dims``."""
+    if cfg.episode_offset <= 0:
+        return None
+    rng = np.random.default_rng([episode_seeds(cfg.seed, index)[1], 1])
+    offset = rng.normal(0.0, cfg.episode_offset, action_dim)
+    dims = noise_dims(cfg)
+    if dims is not None:
+        keep = np.zeros(action_dim, dtype=bool)
+        keep[list(dims)] = True
+        offset[~keep] = 0.0
+    return offset
+
+
+def _offset_record(index: int, cfg: CollectConfig, action_dim: int) -> dict[str, Any]:
+    """``episode_offset`` and the episode's offset where it is on (a folder collected before it
+    existed records nothing and resumes)."""
+    offset = episode_offset(index, cfg, action_dim)
+    if offset is None:
+        return {}
+    return {"episode_offset": cfg.episode_offset, "action_offset": offset.tolist()}
 
 
 def _dims_record(cfg: CollectConfig) -> dict[str, str]:
@@ -168,7 +195,7 @@ def collect_episode(index: int, out_dir: Path, cfg: CollectConfig, env_cfg: EnvC
     """Play episode ``index``, write its shard atomically, return its manifest entry."""
     arrays = run_episode(index, cfg, env_cfg, on_step)
     sha = write_shard(Path(out_dir) / shard_name(index), arrays, kind="rollout")
-    return _manifest_entry(index, cfg, arrays["reward"], sha)
+    return _manifest_entry(index, cfg, arrays["reward"], sha, arrays["action"].shape[-1])
 
 
 # --- worker processes -------------------------------------------------------------------
@@ -215,7 +242,8 @@ def run_config(cfg: CollectConfig, env_cfg: EnvConfig) -> dict:
     if cfg.policy == "agent":
         record.update(controller_sha256=_controller_sha256(cfg.controller),
                       action_noise=cfg.action_noise, brownian_share=cfg.brownian_share,
-                      **_dims_record(cfg))
+                      **_dims_record(cfg),
+                      **({"episode_offset": cfg.episode_offset} if cfg.episode_offset > 0 else {}))
     return record
 
 
@@ -249,12 +277,13 @@ def _adopt_orphans(out: Path, cfg: CollectConfig, entries: dict[int, dict]) -> N
             continue
         index = int(match.group(1))
         try:
-            reward = read_shard(path, "rollout")["reward"]
+            shard = read_shard(path, "rollout", keys=("reward", "action"))
         except ShardError as e:
             warnings.warn(f"deleting unlisted corrupt shard (it will be redone): {e}", stacklevel=3)
             path.unlink()
             continue
-        entry = _manifest_entry(index, cfg, reward, sha256_file(path))
+        entry = _manifest_entry(index, cfg, shard["reward"], sha256_file(path),
+                                shard["action"].shape[-1])
         append_manifest(out, entry)
         entries[index] = entry
 
