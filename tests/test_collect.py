@@ -272,10 +272,11 @@ def test_resume_after_a_crash(tmp_path, collected):
 @pytest.mark.parametrize("how", ["ctrl-c", "kill"])
 def test_interrupt_stops_workers_and_leaves_no_partial_files(tmp_path, how):
     out = tmp_path / "rollouts"
-    # Far more episodes than get done before the signal: with 8, on a loaded machine the child
-    # once ended without a traceback, presumably done before the signal reached it.
-    cfg, env = CollectConfig(episodes=40, workers=2, seed=3), EnvConfig(max_steps=80)
-    code = ("from worldmodels.commands.collect import collect_rollouts\n"
+    cfg, env = CollectConfig(episodes=8, workers=2, seed=3), EnvConfig(max_steps=80)
+    # Ctrl-C as in a terminal: a suite started in the background (`cmd &` in a script) passes
+    # SIGINT ignored to its children, and the child would then finish instead of stopping.
+    code = ("import signal; signal.signal(signal.SIGINT, signal.default_int_handler)\n"
+            "from worldmodels.commands.collect import collect_rollouts\n"
             "from worldmodels.config import CollectConfig, EnvConfig\n"
             f"collect_rollouts({str(out)!r}, CollectConfig(**{cfg.__dict__!r}),"
             f" EnvConfig(**{env.__dict__!r}), progress=False)\n")
