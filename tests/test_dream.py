@@ -417,3 +417,30 @@ def test_branched_dreams_start_from_the_given_states():
     assert not torch.allclose(plain.evaluate(params, 4, seed=1), together)  # h, c matter
     with pytest.raises(ValueError, match="both initial_h and initial_c"):
         BatchedDream(m, mu, logvar, initial_h=h0)
+
+
+def test_dream_kwargs_are_the_controller_configs_dream():
+    """One function turns a C config (dataclass, or a checkpoint's dict, old ones without
+    the newer keys) and a world into BatchedDream's settings."""
+    from dataclasses import asdict
+
+    from worldmodels.config import ControllerConfig
+    from worldmodels.dream import dream_kwargs
+    from worldmodels.worlds import CARRACING, TAKE_COVER
+
+    car, doom = CARRACING, TAKE_COVER
+    cfg = ControllerConfig(temperature=0.9, dream_max_steps=200, done_threshold=0.3,
+                           sample_done=True, dream_dropout=0.1, reward_penalty=0.5)
+    kw = dream_kwargs(cfg, car)
+    assert kw == dict(temperature=0.9, max_steps=200, done_threshold=0.3, sample_done=True,
+                      dropout=0.1, reward_penalty=0.5, action_map="carracing", reward="head")
+    assert dream_kwargs(asdict(cfg), car) == kw
+    old = {"temperature": 1.3}  # a checkpoint from before the other settings existed
+    d = ControllerConfig()
+    assert dream_kwargs(old, doom) == dict(
+        temperature=1.3, max_steps=d.dream_max_steps, done_threshold=d.done_threshold,
+        sample_done=d.sample_done, dropout=d.dream_dropout, reward_penalty=d.reward_penalty,
+        action_map="thirds", reward="survival")
+    assert dream_kwargs(cfg, car, max_steps=10**9)["max_steps"] == 10**9
+    with pytest.raises(TypeError, match="unknown setting.*'tau'"):
+        dream_kwargs(cfg, car, tau=1.0)

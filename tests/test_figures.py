@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 from conftest import _write_rollouts
 
 from worldmodels.cli import main
@@ -287,3 +288,71 @@ def test_plots():
     assert ax.get_ylim()[1] > data_top
     assert not any(line.get_transform().transform_path(line.get_path()).intersects_bbox(box)
                    for line in ax.get_lines())
+
+
+def test_dream_strip_of_a_take_cover_run(tmp_path, monkeypatch):
+    """A Take Cover run (one action input, no reward head, C mapped to thirds): the strip's
+    dream is the one C was trained in (its world's action map and survival reward, its
+    temperature and dream dropout), and the open loop reads the episode's 1-dim actions."""
+    from dataclasses import asdict
+
+    from worldmodels.checkpoint import checkpoint_sha256, save_checkpoint
+    from worldmodels.config import ControllerConfig
+    from worldmodels.controller import Controller
+    from worldmodels.data import append_manifest, shard_name, write_shard
+    from worldmodels.dream import BatchedDream
+    from worldmodels.mdnrnn import MDNRNN
+    from worldmodels.testing import H, Z, save_vae
+
+    run = tmp_path / "run"
+    rng = np.random.default_rng(0)
+    for index, length in enumerate((30, 40)):
+        done = np.zeros(length, dtype=np.bool_)
+        done[-1] = True
+        arrays = {"obs": rng.integers(0, 256, (length, 64, 64, 3), dtype=np.uint8),
+                  "action": rng.choice([-1.0, 0.0, 1.0], (length, 1)).astype(np.float32),
+                  "reward": np.ones(length, dtype=np.float32), "terminated": done,
+                  "truncated": np.zeros(length, dtype=np.bool_)}
+        sha = write_shard(run / "rollouts" / shard_name(index), arrays, kind="rollout")
+        append_manifest(run / "rollouts", {"index": index, "file": shard_name(index),
+                                           "seed": index, "length": length,
+                                           "return": float(length), "sha256": sha,
+                                           "policy": "random"})
+    vae = save_vae(run / "vae" / "vae.pt", 0)
+    torch.manual_seed(1)
+    m = MDNRNN(z_dim=Z, action_dim=1, hidden_size=H, n_gaussians=2, predict_reward=False)
+    assert m.done_head is not None
+    with torch.no_grad():
+        m.done_head.bias.fill_(-8.0)  # M never ends the dream: 1 per step for 20 steps
+    rnn = run / "rnn" / "mdnrnn.pt"
+    save_checkpoint(rnn, kind="mdnrnn", config={}, model=m.state_dict(),
+                    model_args={"z_dim": Z, "action_dim": 1, "hidden_size": H,
+                                "n_gaussians": 2, "predict_reward": False},
+                    parents={"vae_sha256": checkpoint_sha256(vae)},
+                    extra={"initial_mu": torch.zeros(2, Z), "initial_logvar": torch.zeros(2, Z)})
+    c = Controller(Z, H, action_dim=1, action_map="thirds")
+    cfg = asdict(ControllerConfig(temperature=0.7, dream_dropout=0.1, done_threshold=0.4))
+    save_checkpoint(run / "controller" / "controller_best.pt", kind="controller", config=cfg,
+                    model=c.state_dict(), model_args=c.model_args,
+                    parents={"vae_sha256": checkpoint_sha256(vae),
+                             "mdnrnn_sha256": checkpoint_sha256(rnn)},
+                    extra={"vae_path": str(vae), "mdnrnn_path": str(rnn)})
+
+    built = []
+    original = BatchedDream.__init__
+
+    def spy(self, *args, **kw):
+        original(self, *args, **kw)
+        built.append(self)
+
+    monkeypatch.setattr(BatchedDream, "__init__", spy)
+    out = tmp_path / "pngs"
+    assert main(["figures", "--run-dir", str(run), "--only", "dream_strip", "--out", str(out),
+                 "--size", str(SIZE), "--steps", "20", "--every", "5", "--device", "cpu"]) == 0
+    assert read_png(out / "dream_strip.png").shape[1:] == (figures.LABEL_WIDTH + 5 * SIZE, 3)
+    dream, open_loop = built
+    assert (dream.action_map, dream.reward) == ("thirds", "survival")
+    assert (dream.temperature, dream.dropout, dream.done_threshold) == (0.7, 0.1, 0.4)
+    assert (open_loop.action_map, open_loop.done_threshold) == ("thirds", 1.0)
+    _, returns, dones = figures.dream_with_controller(dream, c, torch.zeros(1, Z), 20, seed=0)
+    assert returns == [float(t) for t in range(21)] and not any(dones)

@@ -522,6 +522,32 @@ class DreamStep(NamedTuple):
     done: torch.Tensor | None       # B bool, terminated this step (None: no done head)
 
 
+def dream_kwargs(cfg, world, **override) -> dict:
+    """The settings of the dream C was trained in, as :class:`BatchedDream`'s keyword arguments.
+
+    ``cfg``: a :class:`~worldmodels.config.ControllerConfig`, or its dict as a C checkpoint
+    stores it (keys it lacks, from older checkpoints, take the config's defaults); ``world``:
+    a :class:`~worldmodels.worlds.World` (its action map and dream reward); ``override``:
+    settings to replace (e.g. ``temperature=tau``, ``max_steps=10**9`` for a figure).
+    Training, figures and experiment scripts build C's dream with this one function.
+    """
+    from dataclasses import asdict
+
+    from .config import ControllerConfig
+
+    given = cfg if isinstance(cfg, dict) else asdict(cfg)
+    c = {**asdict(ControllerConfig()), **given}
+    kw = dict(temperature=float(c["temperature"]), max_steps=int(c["dream_max_steps"]),
+              done_threshold=float(c["done_threshold"]), sample_done=bool(c["sample_done"]),
+              dropout=float(c["dream_dropout"]), reward_penalty=float(c["reward_penalty"]),
+              action_map=world.action_map, reward=world.dream_reward)
+    unknown = set(override) - set(kw)
+    if unknown:
+        raise TypeError(f"dream_kwargs: unknown setting(s) {sorted(unknown)}; "
+                        f"known: {sorted(kw)}")
+    return {**kw, **override}
+
+
 def reference_dream(mdnrnn: MDNRNN, z: torch.Tensor, action: torch.Tensor, state: State,
                     temperature: float = 1.0, generator: torch.Generator | None = None,
                     done_threshold: float = 0.5, reward_penalty: float = 0.0,

@@ -34,7 +34,7 @@ def gas_response(m_path, vae_path, c_path, branch, deltas=(0.0, 0.4, 0.8), n=256
     """M's dream return of C with its gas pre-activation bias shifted by each delta."""
     from worldmodels.agents.world_models_agent import load_controller
     from worldmodels.commands.train_controller import BRANCH_STARTS
-    from worldmodels.dream import BatchedDream, branch_starts
+    from worldmodels.dream import BatchedDream, branch_starts, dream_kwargs
     from worldmodels.mdnrnn import load_mdnrnn
     from worldmodels.worlds import world_of
 
@@ -42,11 +42,8 @@ def gas_response(m_path, vae_path, c_path, branch, deltas=(0.0, 0.4, 0.8), n=256
     world = world_of("worldmodels/CarRacingFast-v3")
     m, _ = load_mdnrnn(m_path, vae_path=vae_path)
     dream = BatchedDream.from_checkpoint(
-        m_path, "cpu", vae_path=vae_path, temperature=c["temperature"],
-        max_steps=c["dream_max_steps"], done_threshold=c["done_threshold"],
-        sample_done=c["sample_done"], dropout=c["dream_dropout"],
-        reward_penalty=c["reward_penalty"], action_map=world.action_map,
-        reward=world.dream_reward, starts=branch_starts(m, branch, BRANCH_STARTS, seed=0))
+        m_path, "cpu", vae_path=vae_path, starts=branch_starts(m, branch, BRANCH_STARTS, seed=0),
+        **dream_kwargs(c, world))
     C, _ = load_controller(c_path)
     b0, params = C.fc.bias.data.clone(), []
     for d in deltas:
@@ -60,8 +57,6 @@ def gas_response(m_path, vae_path, c_path, branch, deltas=(0.0, 0.4, 0.8), n=256
 def main():
     from worldmodels.commands.collect import collect_rollouts
     from worldmodels.commands.encode import encode_rollouts
-    from worldmodels.commands.evaluate import describe, evaluate_agent
-    from worldmodels.commands.train_controller import train_controller
     from worldmodels.commands.train_rnn import train_rnn
 
     torch.set_num_threads(1)
@@ -87,6 +82,14 @@ def main():
            "round3_M": gas_response(m, vae, C0, [O / "latents"])}
     print("dream return of C0 with gas shifted, from round 3's states:", gas, flush=True)
     atomic_write_json(O / "gas_response.json", gas)
+    train_and_test(O, vae, m, preset, lat, t0)
+
+
+def train_and_test(O, vae, m, preset, lat, t0):
+    """C in M's dream as E14c (10 generations, validated every 2), then its best on the test."""
+    from worldmodels.commands.evaluate import describe, evaluate_agent
+    from worldmodels.commands.train_controller import train_controller
+
     ccfg = replace(preset.controller, eval_every=2, generations=10)
     c = train_controller(vae, m, O / "controller", ccfg, preset.env, device="cpu",
                          progress=False, branch_data=lat)

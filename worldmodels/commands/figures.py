@@ -425,9 +425,10 @@ def dream_strip_figure(run_dir: Path, steps: int = 100, every: int = 10,
 
     from ..checkpoint import check_parent
     from ..data import read_episode
-    from ..dream import BatchedDream, predict_open_loop
+    from ..dream import BatchedDream, dream_kwargs, predict_open_loop
     from ..vae import decode_frames as decode
     from ..vae import frames_to_tensor, load_vae
+    from ..worlds import world_of_action_map
 
     v_path, m_path, c_path = vae_path(run_dir), rnn_path(run_dir), controller_path(run_dir)
     folder, entries = rollout_entries(run_dir)
@@ -450,9 +451,10 @@ def dream_strip_figure(run_dir: Path, steps: int = 100, every: int = 10,
         mu, _ = vae.encode(frames_to_tensor(torch.from_numpy(real[:1]).to(device)))
 
     # C drives, with the settings of its training dreams.
-    dream = BatchedDream.from_checkpoint(
-        m_path, device=device, vae_path=v_path, temperature=tau, max_steps=10**9,
-        done_threshold=float(c_cfg.get("done_threshold", 0.5)))
+    world = world_of_action_map(controller.action_map)
+    dream = BatchedDream.from_checkpoint(m_path, device=device, vae_path=v_path,
+                                         **dream_kwargs(c_cfg, world, temperature=tau,
+                                                        max_steps=10**9))
     zs, returns, dones = dream_with_controller(dream, controller, mu, steps, seed)
     dreamt = decode(vae, zs)
     shown = list(range(0, steps + 1, every))
@@ -469,7 +471,8 @@ def dream_strip_figure(run_dir: Path, steps: int = 100, every: int = 10,
     if ol_steps >= 1:
         ol_dream = BatchedDream.from_checkpoint(m_path, device=device, vae_path=v_path,
                                                 temperature=tau, max_steps=10**9,
-                                                done_threshold=1.0)
+                                                done_threshold=1.0, action_map=world.action_map,
+                                                reward=world.dream_reward)
         ol_real, pred, err = predict_open_loop(vae, ol_dream, real, actions, ol_steps, seed)
         cols = [t for t in shown if t <= ol_steps]
         blocks.append((

@@ -156,10 +156,9 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
     pool = open_pool(cluster, cfg.workers, gpus=1.0 if dev and dev.type == "cuda" else 0.0)
     dream: BatchedDream | RayDream | None = None
     if dev is not None:
-        dream_kw: dict[str, Any] = dict(temperature=cfg.temperature, max_steps=cfg.dream_max_steps,
-                        done_threshold=cfg.done_threshold, sample_done=cfg.sample_done,
-                        dropout=cfg.dream_dropout, reward_penalty=cfg.reward_penalty,
-                        action_map=world.action_map, reward=world.dream_reward)
+        from ..dream import dream_kwargs
+
+        dream_kw: dict[str, Any] = dream_kwargs(cfg, world)
         if starts is not None:
             dream_kw["starts"] = starts
         if pool is not None:
