@@ -16,7 +16,7 @@ the offset (the control arm: the same in all else).
 Round 3 from E14c seed S's best C (round-2 M), 100 episodes; M retrained on all four
 folders (E14's M config and seed); C as E14c (10 generations, validated every 2 on 16
 tracks); the best-validated C on the 100 test tracks.
-Run: S=0 ARM=offset python docs/experiments/e18.py   (ARM: offset | control)
+Run: S=0 ARM=offset python docs/experiments/e18.py   (ARM: offset | control | offset30)
 """
 import os
 import time
@@ -61,7 +61,8 @@ def main():
 
     torch.set_num_threads(1)
     S, arm = int(os.environ["S"]), os.environ["ARM"]
-    assert arm in ("offset", "control")
+    offsets = {"control": 0.0, "offset": 0.15, "offset30": 0.3}  # offset30: E20 (session 11)
+    assert arm in offsets
     R, C0 = Path(f"/work/runs/e14_s{S}"), Path(f"/work/runs/e14c_s{S}/controller_best.pt")
     O = Path(f"/work/runs/e18_{arm}_s{S}")
     O.mkdir(exist_ok=True)
@@ -70,7 +71,7 @@ def main():
     t0 = time.time()
     cfg = CollectConfig(episodes=100, workers=1, policy="agent", controller=str(C0),
                         action_noise=0.1, action_noise_dims="0,1",
-                        episode_offset=0.15 if arm == "offset" else 0.0,
+                        episode_offset=offsets[arm],
                         seed=derive_seed(preset.collect.seed, 3, 7))
     collect_rollouts(O / "rollouts", cfg, preset.env, progress=False)
     print(f"collected ({time.time() - t0:.0f} s)", flush=True)
