@@ -88,7 +88,11 @@ def main():
 
 def train_and_test(O, vae, m, preset, lat, t0):
     """C in M's dream as E14c (10 generations, validated every 2), then its best on the test."""
-    from worldmodels.commands.evaluate import describe, evaluate_agent
+    test_c(O, train_c(O, vae, m, preset, lat), preset, t0)
+
+
+def train_c(O, vae, m, preset, lat):
+    """C in M's dream as E14c (10 generations, validated every 2 on the 16 tracks)."""
     from worldmodels.commands.train_controller import train_controller
 
     ccfg = replace(preset.controller, eval_every=2, generations=10)
@@ -96,11 +100,17 @@ def train_and_test(O, vae, m, preset, lat, t0):
                          progress=False, branch_data=lat)
     d = read_json(O / "controller" / "done.json")
     print("evals", [(e[0], round(e[1], 1), round(e[3], 1)) for e in d["evals"]], flush=True)
+    return c
+
+
+def test_c(O, c, preset, t0):
+    """C on the 100 test tracks."""
+    from worldmodels.commands.evaluate import describe, evaluate_agent
+
     res = evaluate_agent(c, episodes=100, workers=1, env_cfg=preset.env,
                          use_mu=preset.eval.use_mu, device="cpu",
                          out_path=O / "eval" / "results.json", progress=False)
     print("test:", describe(res), f"({time.time() - t0:.0f} s)", flush=True)
-
 
 if __name__ == "__main__":
     main()

@@ -21,9 +21,13 @@ from worldmodels.utils import read_json
 
 
 def main():
-    from worldmodels.commands.evaluate import describe, evaluate_agent
-    from worldmodels.commands.train_controller import train_controller
+    import importlib.util
+
     from worldmodels.commands.train_rnn import train_rnn
+
+    spec = importlib.util.spec_from_file_location("e18", Path(__file__).with_name("e18.py"))
+    e18 = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(e18)
 
     torch.set_num_threads(1)
     S = int(os.environ["S"])
@@ -36,20 +40,13 @@ def main():
     rcfg = replace(preset.rnn, seed=derive_seed(preset.rnn.seed, 3, 1, 11))
     m = train_rnn(lat, O / "rnn", rcfg, device="cpu", progress=False)
     print(f"M trained ({time.time() - t0:.0f} s)", flush=True)
-    ccfg = replace(preset.controller, eval_every=2, generations=10)
-    c = train_controller(vae, m, O / "controller", ccfg, preset.env, device="cpu",
-                         progress=False, branch_data=lat)
+    c = e18.train_c(O, vae, m, preset, lat)
     evals = read_json(O / "controller" / "done.json")["evals"]
     first = read_json(P / "controller" / "done.json")["evals"]
     best, before = max(e[1] for e in evals), max(e[1] for e in first)
-    print("evals", [(e[0], round(e[1], 1), round(e[3], 1)) for e in evals], flush=True)
     print(f"best validation {best:.1f} (first M's C: {before:.1f})", flush=True)
     if best > before:
-        res = evaluate_agent(c, episodes=100, workers=1, env_cfg=preset.env,
-                             use_mu=preset.eval.use_mu, device="cpu",
-                             out_path=O / "eval" / "results.json", progress=False)
-        print("test:", describe(res), f"({time.time() - t0:.0f} s)", flush=True)
-
+        e18.test_c(O, c, preset, t0)
 
 if __name__ == "__main__":
     main()
