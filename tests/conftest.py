@@ -21,7 +21,11 @@ import pytest
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
 
-def _write_rollouts(folder: Path, lengths=(12, 9, 15), seed: int = 0) -> Path:
+def _write_rollouts(folder: Path, lengths=(12, 9, 15), seed: int = 0,
+                    world: str = "carracing") -> Path:
+    """Synthetic episodes and their manifest. ``world="carracing"``: 3-dim actions, random
+    rewards, the last episode terminated and the others truncated; ``"take_cover"``: one action
+    in {-1, 0, 1}, 1 per step survived, every episode ending in a death (policy ``random``)."""
     from worldmodels.data import append_manifest, shard_name, write_shard
 
     rng = np.random.default_rng(seed)
@@ -30,19 +34,25 @@ def _write_rollouts(folder: Path, lengths=(12, 9, 15), seed: int = 0) -> Path:
     for index, length in enumerate(lengths):
         done = np.zeros(length, dtype=np.bool_)
         done[-1] = True
-        last = index == len(lengths) - 1
+        obs = rng.integers(0, 256, (length, 64, 64, 3), dtype=np.uint8)
+        if world == "take_cover":
+            ended = True
+            action = rng.choice([-1.0, 0.0, 1.0], (length, 1)).astype(np.float32)
+            reward = np.ones(length, dtype=np.float32)
+        else:
+            ended = index == len(lengths) - 1
+            action = rng.uniform([-1, 0, 0], [1, 1, 1], (length, 3)).astype(np.float32)
+            reward = rng.normal(0, 1, length).astype(np.float32)
         arrays = {
-            "obs": rng.integers(0, 256, (length, 64, 64, 3), dtype=np.uint8),
-            "action": rng.uniform([-1, 0, 0], [1, 1, 1], (length, 3)).astype(np.float32),
-            "reward": rng.normal(0, 1, length).astype(np.float32),
-            "terminated": done if last else np.zeros(length, dtype=np.bool_),
-            "truncated": np.zeros(length, dtype=np.bool_) if last else done,
+            "obs": obs, "action": action, "reward": reward,
+            "terminated": done if ended else np.zeros(length, dtype=np.bool_),
+            "truncated": np.zeros(length, dtype=np.bool_) if ended else done,
         }
         sha = write_shard(folder / shard_name(index), arrays, kind="rollout")
         append_manifest(folder, {
             "index": index, "file": shard_name(index), "seed": index, "length": length,
             "return": float(arrays["reward"].sum(dtype=np.float64)), "sha256": sha,
-            "policy": "synthetic",
+            "policy": "random" if world == "take_cover" else "synthetic",
         })
     return folder
 

@@ -294,49 +294,19 @@ def test_dream_strip_of_a_take_cover_run(tmp_path, monkeypatch):
     """A Take Cover run (one action input, no reward head, C mapped to thirds): the strip's
     dream is the one C was trained in (its world's action map and survival reward, its
     temperature and dream dropout), and the open loop reads the episode's 1-dim actions."""
-    from dataclasses import asdict
-
-    from worldmodels.checkpoint import checkpoint_sha256, save_checkpoint
     from worldmodels.config import ControllerConfig
     from worldmodels.controller import Controller
-    from worldmodels.data import append_manifest, shard_name, write_shard
     from worldmodels.dream import BatchedDream
-    from worldmodels.mdnrnn import MDNRNN
-    from worldmodels.testing import H, Z, save_vae
+    from worldmodels.testing import H, Z
 
     run = tmp_path / "run"
-    rng = np.random.default_rng(0)
-    for index, length in enumerate((30, 40)):
-        done = np.zeros(length, dtype=np.bool_)
-        done[-1] = True
-        arrays = {"obs": rng.integers(0, 256, (length, 64, 64, 3), dtype=np.uint8),
-                  "action": rng.choice([-1.0, 0.0, 1.0], (length, 1)).astype(np.float32),
-                  "reward": np.ones(length, dtype=np.float32), "terminated": done,
-                  "truncated": np.zeros(length, dtype=np.bool_)}
-        sha = write_shard(run / "rollouts" / shard_name(index), arrays, kind="rollout")
-        append_manifest(run / "rollouts", {"index": index, "file": shard_name(index),
-                                           "seed": index, "length": length,
-                                           "return": float(length), "sha256": sha,
-                                           "policy": "random"})
-    vae = save_vae(run / "vae" / "vae.pt", 0)
-    torch.manual_seed(1)
-    m = MDNRNN(z_dim=Z, action_dim=1, hidden_size=H, n_gaussians=2, predict_reward=False)
-    assert m.done_head is not None
-    with torch.no_grad():
-        m.done_head.bias.fill_(-8.0)  # M never ends the dream: 1 per step for 20 steps
-    rnn = run / "rnn" / "mdnrnn.pt"
-    save_checkpoint(rnn, kind="mdnrnn", config={}, model=m.state_dict(),
-                    model_args={"z_dim": Z, "action_dim": 1, "hidden_size": H,
-                                "n_gaussians": 2, "predict_reward": False},
-                    parents={"vae_sha256": checkpoint_sha256(vae)},
-                    extra={"initial_mu": torch.zeros(2, Z), "initial_logvar": torch.zeros(2, Z)})
+    _write_rollouts(run / "rollouts", lengths=(30, 40), world="take_cover")
+    vae, rnn = tiny_world_models(run, action_dim=1, predict_reward=False, done_bias=-8.0,
+                                 names=("vae/vae.pt", "rnn/mdnrnn.pt"))  # M never ends the dream
+    cfg = ControllerConfig(temperature=0.7, dream_dropout=0.1, done_threshold=0.4)
+    save_controller(run / "controller" / "controller_best.pt", vae, rnn, action_dim=1,
+                    action_map="thirds", config=cfg)
     c = Controller(Z, H, action_dim=1, action_map="thirds")
-    cfg = asdict(ControllerConfig(temperature=0.7, dream_dropout=0.1, done_threshold=0.4))
-    save_checkpoint(run / "controller" / "controller_best.pt", kind="controller", config=cfg,
-                    model=c.state_dict(), model_args=c.model_args,
-                    parents={"vae_sha256": checkpoint_sha256(vae),
-                             "mdnrnn_sha256": checkpoint_sha256(rnn)},
-                    extra={"vae_path": str(vae), "mdnrnn_path": str(rnn)})
 
     built = []
     original = BatchedDream.__init__

@@ -31,17 +31,25 @@ def save_vae(path: Path, seed: int) -> Path:
     return path
 
 
-def tiny_world_models(folder: Path, seed: int = 0) -> tuple[Path, Path]:
-    """Random V (z=4) and M (h=8, 2 Gaussians) checkpoints, M recording V as its parent."""
-    vae_path = save_vae(folder / f"vae{seed}.pt", seed)
-    cfg = MDNRNNConfig(z_dim=Z, hidden_size=H, n_gaussians=2)
+def tiny_world_models(folder: Path, seed: int = 0, *, action_dim: int = 3, predict_reward: bool = True,
+                      done_bias: float = -4.0, names: tuple[str, str] | None = None) -> tuple[Path, Path]:
+    """Random V (z=4) and M (h=8, 2 Gaussians) checkpoints, M recording V as its parent.
+
+    ``action_dim`` and ``predict_reward`` give M another world's shape (Take Cover: 1 and False);
+    ``done_bias`` sets M's done logit (-4: dreams mostly run to their step limit); ``names`` are
+    the two files' paths under ``folder`` (default ``vae{seed}.pt`` and ``mdnrnn{seed}.pt``)."""
+    vae_name, mdnrnn_name = names or (f"vae{seed}.pt", f"mdnrnn{seed}.pt")
+    vae_path = save_vae(folder / vae_name, seed)
+    cfg = MDNRNNConfig(z_dim=Z, hidden_size=H, n_gaussians=2, action_dim=action_dim,
+                       predict_reward=predict_reward)
     torch.manual_seed(seed + 1)
-    m = MDNRNN(z_dim=Z, hidden_size=H, n_gaussians=2)
+    m = MDNRNN(z_dim=Z, action_dim=action_dim, hidden_size=H, n_gaussians=2,
+               predict_reward=predict_reward)
     assert m.done_head is not None
     with torch.no_grad():
-        m.done_head.bias.fill_(-4.0)   # dreams mostly run to their step limit
+        m.done_head.bias.fill_(done_bias)
     gen = torch.Generator().manual_seed(seed)
-    mdnrnn_path = folder / f"mdnrnn{seed}.pt"
+    mdnrnn_path = folder / mdnrnn_name
     save_checkpoint(mdnrnn_path, kind="mdnrnn", config=asdict(cfg), model=m.state_dict(),
                     parents={"vae_sha256": checkpoint_sha256(vae_path)},
                     extra={"initial_mu": torch.randn(5, Z, generator=gen),
@@ -50,13 +58,17 @@ def tiny_world_models(folder: Path, seed: int = 0) -> tuple[Path, Path]:
     return vae_path, mdnrnn_path
 
 
-def save_controller(path: Path, vae_path: Path, mdnrnn_path: Path, seed: int = 0) -> Path:
-    """A controller checkpoint with random weights, trained (so it says) against V and M."""
+def save_controller(path: Path, vae_path: Path, mdnrnn_path: Path, seed: int = 0, *,
+                    action_dim: int = 3, action_map: str = "carracing",
+                    config: ControllerConfig | None = None) -> Path:
+    """A controller checkpoint with random weights, trained (so it says) against V and M
+    (``config``: the ControllerConfig it records, default ``ControllerConfig()``)."""
     torch.manual_seed(seed)
-    c = Controller(Z, H)
+    c = Controller(Z, H, action_dim=action_dim, action_map=action_map)
     with torch.no_grad():
         c.fc.weight.mul_(5.0)
-    save_checkpoint(path, kind="controller", config=asdict(ControllerConfig()), model=c.state_dict(),
+    save_checkpoint(path, kind="controller", config=asdict(config or ControllerConfig()),
+                    model=c.state_dict(), model_args=c.model_args,
                     parents={"vae_sha256": checkpoint_sha256(vae_path),
                              "mdnrnn_sha256": checkpoint_sha256(mdnrnn_path)},
                     extra={"vae_path": str(vae_path), "mdnrnn_path": str(mdnrnn_path),
