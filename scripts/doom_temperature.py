@@ -1,12 +1,14 @@
 """The paper's temperature table for Take Cover: C trained in M's dream at several
 temperatures tau, each scored in the dream (at its own tau) and in the real game.
 
-Uses the V and M of a finished ``doom-*`` pipeline run (``RUN/vae/vae.pt``,
-``RUN/rnn/mdnrnn.pt``) and the run's preset for everything but the temperature. For each tau:
+Uses the V and M of a finished ``doom-*`` pipeline run (``RUN/vae/vae.pt``, and
+``RUN/rnn/mdnrnn.pt`` or, where the run trained several Ms in round 0
+(``iterate.round0_models``), the M whose C it kept) and the run's preset for everything but the
+temperature. For each tau:
 
 - ``RUN/temperature/tau_<tau>/controller``: CMA-ES in the dream at tau (resumable; the
-  preset's ``controller`` config, ``eval_every`` as the preset has it, 0 for doom-laptop:
-  no real episode while training);
+  preset's ``controller`` config; with ``eval_every`` > 0 C is validated on real episodes
+  and its best-validated checkpoint is the one scored, never the test seeds);
 - the dream score: that C's mean steps survived over ``--dream-episodes`` dreams at tau;
 - ``.../eval/results.json``: the real score on the 100 fixed test seeds.
 
@@ -71,7 +73,12 @@ def main() -> int:
     preset = from_dict(Preset, json.loads((run / "preset.json").read_text()))
     if world_of(preset.env.env_id).name != "take_cover":
         raise SystemExit(f"{run} is a {preset.env.env_id} run; this table is Take Cover's")
-    vae, mdnrnn = run / "vae" / "vae.pt", run / "rnn" / "mdnrnn.pt"
+    vae, mdnrnn, own_c = run / "vae" / "vae.pt", run / "rnn" / "mdnrnn.pt", run
+    layout = runs.RunLayout(run)
+    if layout.round0_models.is_file():  # K Ms in round 0: the M (and C) the pipeline kept
+        chosen = json.loads(layout.round0_models.read_text())["chosen"]
+        mdnrnn, own_c = Path(chosen["rnn"]), Path(chosen["controller"]).parent.parent
+        print(f"M of the kept C (model {chosen['model']} of round 0): {mdnrnn}", flush=True)
     for path in (vae, mdnrnn):
         if not path.is_file():
             raise SystemExit(f"{path} not found: run the pipeline (at least --until train-rnn) first")
@@ -79,8 +86,8 @@ def main() -> int:
     for tau in args.taus:
         folder = run / "temperature" / f"tau_{tau:g}"
         cfg = replace(preset.controller, temperature=tau)
-        if tau == preset.controller.temperature and runs.is_done(run / "controller"):
-            folder = run  # the pipeline's own C was trained at this tau: reuse it
+        if tau == preset.controller.temperature and runs.is_done(own_c / "controller"):
+            folder = own_c  # the pipeline's own C was trained at this tau: reuse it
         t0 = time.perf_counter()
         c_path = train_controller(vae, mdnrnn, folder / "controller", cfg, preset.env,
                                   device="cpu", progress=not args.no_progress)
@@ -110,7 +117,7 @@ def main() -> int:
     atomic_write_json(out / "table.json", rows)
     print("\n".join(table))
     random_returns = [e["return"] for e in read_manifest(run / "rollouts")]
-    print(f"random policy (the collection data, {len(random_returns)} episodes): "
+    print(f"{preset.collect.policy} policy (the collection data, {len(random_returns)} episodes): "
           f"{np.mean(random_returns):.0f} +- {np.std(random_returns):.0f}")
     return 0
 
