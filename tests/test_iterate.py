@@ -418,7 +418,8 @@ def test_several_ms_per_round_keep_the_c_with_the_best_validation(tmp_path):
 
 @pytest.mark.slow
 def test_round0_models_keep_the_best_validated_c_and_the_rounds_start_from_it(tmp_path,
-                                                                              monkeypatch):
+                                                                              monkeypatch,
+                                                                              capsys):
     from worldmodels.commands import iterate
     from worldmodels.commands.pipeline import run_pipeline
 
@@ -450,15 +451,22 @@ def test_round0_models_keep_the_best_validated_c_and_the_rounds_start_from_it(tm
     assert best["best_val_return"] == max(m["best_val_return"] for m in models)
     assert record["chosen"]["controller"] == best["controller"]
     assert record["validation_steps"] == sum(m["validation_steps"] for m in models)
-    # the chosen C is the one scored on the test episodes
+    # the chosen C is the one scored on the test episodes, and the run's summary names it
+    # and its own M (not M 0's)
     assert summary["controller_sha256"] == checkpoint_sha256(best["controller"])
+    printed = capsys.readouterr().out
+    assert f"  {'controller':<11} {best['controller']}\n" in printed
+    assert f"  {'rnn':<11} {best['rnn']}\n" in printed
 
     # Rounds after it start from the chosen C and M, and count every round-0 validation.
     rounds = replace(preset, iterate=replace(preset.iterate, rounds=1, fine_tune_m=True,
                                              fine_tune_epochs=1))
     run_pipeline(tmp_path, rounds, device="cpu", until="iterate", progress=False)
     assert read_json(tmp_path / "round0_models.json") == record  # nothing redone
-    r0, r1 = read_json(tmp_path / "iterate.json")["rounds"]
+    it = read_json(tmp_path / "iterate.json")
+    r0, r1 = it["rounds"]
+    kept_rnn = best["rnn"] if it["chosen"]["round"] == 0 else r1["rnn"]
+    assert f"  {'rnn':<11} {kept_rnn}\n" in capsys.readouterr().out
     assert r0["controller"] == best["controller"] and r0["models"] == models
     assert r0["validation_steps"] == record["validation_steps"]
     manifest = (tmp_path / "rounds" / "01" / "rollouts" / "manifest.jsonl").read_text()

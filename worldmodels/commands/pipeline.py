@@ -113,6 +113,7 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
             # controller_best.pt, or controller.pt when C ran no real evaluation
             # (eval_every=0); after iterate, the C of the round with the best validation score
             paths["controller"] = Path(result)
+            paths["rnn"] = _kept_rnn(layout, name) or paths["rnn"]
         if name == "evaluate":
             summary = result
         if name == until:
@@ -127,6 +128,19 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
     if summary:
         print(f"\nscore: {describe(summary)}")
     return summary
+
+
+def _kept_rnn(layout: RunLayout, stage: str) -> Path | None:
+    """The M of the C that stage ``round0-models`` or ``iterate`` kept (None: unknown)."""
+    if stage == "round0-models" and layout.round0_models.exists():
+        return Path(read_json(layout.round0_models)["chosen"]["rnn"])
+    if stage == "iterate" and layout.iterate_summary.exists():
+        summary = read_json(layout.iterate_summary)
+        kept = summary["rounds"][summary["chosen"]["round"]]
+        if kept.get("rnn"):
+            return Path(kept["rnn"])
+        return _kept_rnn(layout, "round0-models")
+    return None
 
 
 def _finished_evaluation(results: Path, controller: Path, preset: Preset) -> dict[str, Any] | None:
