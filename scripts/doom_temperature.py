@@ -9,7 +9,8 @@ temperature. For each tau:
 - ``RUN/temperature/tau_<tau>/controller``: CMA-ES in the dream at tau (resumable; the
   preset's ``controller`` config; with ``eval_every`` > 0 C is validated on real episodes
   and its best-validated checkpoint is the one scored, never the test seeds);
-- the dream score: that C's mean steps survived over ``--dream-episodes`` dreams at tau;
+- the dream score: that C's mean steps survived over ``--dream-episodes`` dreams at tau
+  (the dream it trained in: sampled or thresholded dones as the preset has them);
 - ``.../eval/results.json``: the real score on the 100 fixed test seeds.
 
 Then ``RUN/temperature/table.md`` and ``table.json``, beside the paper's numbers. Rerun after
@@ -35,18 +36,17 @@ PAPER = {0.1: ("2086 +- 140", "193 +- 58"), 0.5: ("2060 +- 277", "196 +- 50"),
          1.3: ("732 +- 269", "753 +- 139")}
 
 
-def dream_score(controller: Path, mdnrnn: Path, vae: Path, tau: float, episodes: int,
-                max_steps: int, seed: int) -> tuple[float, float]:
-    """Mean and std of C's steps survived over ``episodes`` dreams at temperature ``tau``."""
+def dream_score(controller: Path, mdnrnn: Path, vae: Path, cfg, episodes: int,
+                seed: int) -> tuple[float, float]:
+    """Mean and std of C's steps survived over ``episodes`` dreams of the kind C trained in
+    (``cfg``, a ControllerConfig: its temperature, sampled or thresholded dones, ...)."""
     from worldmodels.agents.world_models_agent import load_controller
 
-    from worldmodels.dream import BatchedDream
+    from worldmodels.dream import BatchedDream, dream_kwargs
     from worldmodels.worlds import TAKE_COVER
 
     c, _ = load_controller(controller)
-    dream = BatchedDream.from_checkpoint(mdnrnn, vae_path=vae, temperature=tau,
-                                         max_steps=max_steps, action_map=TAKE_COVER.action_map,
-                                         reward=TAKE_COVER.dream_reward)
+    dream = BatchedDream.from_checkpoint(mdnrnn, vae_path=vae, **dream_kwargs(cfg, TAKE_COVER))
     returns = dream.evaluate(c.get_flat()[None], episodes, seed=seed)[0].numpy()
     return float(returns.mean()), float(returns.std())
 
@@ -92,8 +92,7 @@ def main() -> int:
         c_path = train_controller(vae, mdnrnn, folder / "controller", cfg, preset.env,
                                   device="cpu", progress=not args.no_progress)
         train_s = time.perf_counter() - t0
-        dmean, dstd = dream_score(c_path, mdnrnn, vae, tau, args.dream_episodes,
-                                  cfg.dream_max_steps, seed=10**6)
+        dmean, dstd = dream_score(c_path, mdnrnn, vae, cfg, args.dream_episodes, seed=10**6)
         results_path = folder / "eval" / "results.json"
         if results_path.is_file():
             results = json.loads(results_path.read_text())
