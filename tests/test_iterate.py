@@ -480,6 +480,52 @@ def test_round0_models_need_validation():
     with pytest.raises(ValueError, match="round0-models.*--controller.eval-every"):
         replace(p, controller=replace(p.controller, eval_every=0),
                 iterate=replace(p.iterate, round0_models=2))
+    with pytest.raises(ValueError, match="controllers.*--controller.eval-every"):
+        replace(p, controller=replace(p.controller, eval_every=0),
+                iterate=replace(p.iterate, controllers=2))
+
+
+@pytest.mark.slow
+def test_several_cs_per_m_each_its_own_cma_seed_the_best_validated_kept(tmp_path, monkeypatch,
+                                                                       capsys):
+    from worldmodels.commands import iterate
+    from worldmodels.commands.pipeline import run_pipeline
+
+    # M 0's second C (controller_c1) is made the best, so keeping the pipeline's own C fails.
+    summary_of = iterate._controller_summary
+
+    def c1_validates_best(folder):
+        out = summary_of(folder)
+        if folder.name == "controller_c1":
+            out["best_val_return"] += 100.0
+        return out
+
+    monkeypatch.setattr(iterate, "_controller_summary", c1_validates_best)
+    p = iterate_preset()
+    preset = replace(p, iterate=replace(p.iterate, rounds=0, round0_models=1, controllers=2))
+    summary = run_pipeline(tmp_path, preset, device="cpu", progress=False)
+    record = read_json(tmp_path / "round0_models.json")
+    cs = record["models"]
+    assert [Path(c["controller"]).parent for c in cs] == [
+        tmp_path / "controller", tmp_path / "controller_c1"]
+    assert [c["model"] for c in cs] == [0, 0] and cs[0]["rnn"] == cs[1]["rnn"]  # one M
+    assert not (tmp_path / "m1").exists()
+    assert cs[0]["controller_seed"] == preset.controller.seed != cs[1]["controller_seed"]
+    for c in cs:  # each C is its own CMA-ES run, with its own seed, validated on its own
+        c_cfg = read_json(Path(c["controller"]).parent / "config.json")["config"]
+        assert c_cfg["controller"]["seed"] == c["controller_seed"]
+        assert c_cfg["mdnrnn_sha256"] == checkpoint_sha256(c["rnn"])
+        assert c["validation_steps"] > 0
+    from worldmodels.checkpoint import load_checkpoint
+
+    w0, w1 = (load_checkpoint(c["controller"])["model"] for c in cs)
+    assert any(not torch.equal(w0[k], w1[k]) for k in w0)  # other seed, other search
+    assert record["chosen"]["controller"] == cs[1]["controller"]
+    assert summary["controller_sha256"] == checkpoint_sha256(cs[1]["controller"])
+    assert "round 0: chose C 2 of 2 (M 0" in capsys.readouterr().out
+    # a rerun redoes nothing
+    run_pipeline(tmp_path, preset, device="cpu", progress=False)
+    assert read_json(tmp_path / "round0_models.json") == record
 
 
 def test_a_run_folder_of_0_1_0_resumes_when_new_fields_keep_their_old_behaviour(tmp_path):

@@ -362,9 +362,14 @@ class IterateConfig:
     """Ms trained in round 0 (on the first collection), each with its own seed and its own C in its own
     dream; the run keeps the C with the best validation score (needs ``controller.eval_every`` > 0). Take
     Cover: 2 of 7 seeds of the same recipe dodge, and 32 validation episodes tell which (notebook, D5)."""
+    controllers: int = 1
+    """Cs trained in each M's dream (round 0's Ms and every round's), each with its own CMA-ES seed; the
+    best-validated C of all of them is kept (needs ``controller.eval_every`` > 0). A C costs less than
+    an M and its C, and C's seed decides as much as M's: Take Cover's Cs of one M validated at 934, 772
+    and 273 (notebook, D8)."""
 
     def __post_init__(self) -> None:
-        _check(self, at_least_one=("episodes", "workers", "models", "round0_models"),
+        _check(self, at_least_one=("episodes", "workers", "models", "round0_models", "controllers"),
                non_negative=("rounds", "recon_frames", "fine_tune_epochs"))
 
 
@@ -414,10 +419,11 @@ class Preset:
             raise ValueError(f"CollectConfig.action_noise_dims (--collect.action-noise-dims) is "
                              f"{self.collect.action_noise_dims!r}, but {self.env.env_id} has "
                              f"{world.action_dim} action dimensions (0..{world.action_dim - 1})")
-        if self.iterate.round0_models > 1 and self.controller.eval_every == 0:
-            raise ValueError(f"IterateConfig.round0_models (--iterate.round0-models) is "
-                             f"{self.iterate.round0_models}: the run keeps the C with the best "
-                             "validation score, so C needs validation (--controller.eval-every > 0)")
+        for name in ("round0_models", "controllers"):
+            if getattr(self.iterate, name) > 1 and self.controller.eval_every == 0:
+                raise ValueError(f"IterateConfig.{name} ({option('iterate', name)}) is "
+                                 f"{getattr(self.iterate, name)}: the run keeps the C with the best "
+                                 "validation score, so C needs validation (--controller.eval-every > 0)")
         if self.controller.mode == "dream" and not self.rnn.predict_done \
                 and world.dream_reward == "survival":
             raise ValueError("controller.mode 'dream' in this world counts the steps until M's "

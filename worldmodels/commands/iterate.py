@@ -15,7 +15,9 @@ M's dream. Round k >= 1 then:
    i)`` for i = 1..K-1) each get their own C, and the round keeps the C (and M) with the
    best validation score; the others' validation episodes count as real env steps too.
    ``iterate.round0_models`` does the same in round 0, before the first round (and without
-   any round: Take Cover's pipeline).
+   any round: Take Cover's pipeline). With ``iterate.controllers`` = J > 1, each M's dream
+   trains J Cs (CMA-ES seeds ``controller.seed`` and ``derive_seed(controller.seed, k, i, j)``
+   for j = 1..J-1), all validated, the best of the K x J kept.
 
 In this protocol no candidate's fitness is ever a real-env return: the real env is used to
 collect data with the agent and to score the CMA mean on the validation tracks (model
@@ -30,6 +32,7 @@ Layout (inside the pipeline's run folder; ``worldmodels.runs.RunLayout``)::
     RUN/rounds/01/{rollouts,latents,rnn,controller}                   round 1, ...
     RUN/m1/{rnn,controller}, m2/, ..., RUN/round0_models.json         round 0 other Ms (round0_models)
     RUN/rounds/01/m1/{rnn,controller}, m2/, ...                       its other Ms (iterate.models)
+    RUN/controller_c1, RUN/m1/controller_c1, ...                      other Cs (iterate.controllers)
     RUN/iterate.json                                                  per-round summary
     RUN/tb/rounds/01/{rnn,controller}, RUN/tb/iterate                 TensorBoard
 
@@ -56,6 +59,7 @@ from ..utils import atomic_write_json, read_json, resolve_device
 
 _ROUND_SEED_STREAM = 7  # keeps each round's collection tracks apart from round 0's
 _MODEL_SEED_STREAM = 11  # the seeds of a round's other Ms (iterate.models)
+_CONTROLLER_SEED_STREAM = 13  # the CMA-ES seeds of an M's other Cs (iterate.controllers)
 
 
 def _best_validated(items: list[dict[str, Any]]) -> dict[str, Any] | None:
@@ -186,7 +190,7 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
                 # a resumed round keeps the time it had already spent
                 "wall_s": round(time.perf_counter() - t0 + (prev_wall or 0.0), 1),
                 **{key: v for key, v in best.items() if key not in ("model", "rnn_seed")}}
-            if it.models > 1:
+            if len(candidates) > 1:
                 record.update(_models_record(candidates))
             rounds.append(record)
             _log_round(logger, rounds)
@@ -213,43 +217,53 @@ def train_models(rd: runs.RunLayout, n_models: int, latent_dirs: list[Path], pre
     vae_path = runs.RunLayout(rd.root).vae
     candidates = []
     for i in range(n_models):
-        rnn_dir, c_dir, tb = _candidate(rd, i)
+        rnn_dir, c_dir0, tb = _candidate(rd, i)
         seed = rnn_cfg.seed if i == 0 else derive_seed(rnn_cfg.seed, rd.k, i, _MODEL_SEED_STREAM)
         m_path = train_rnn(latent_dirs, rnn_dir, replace(rnn_cfg, seed=seed), device=device,
                            tb_dir=rd.tb(tb + "rnn"), progress=progress, init=init_m)
-        c_path = train_controller(vae_path, m_path, c_dir, preset.controller, preset.env,
-                                  device=device, tb_dir=rd.tb(tb + "controller"),
-                                  progress=progress, init=init_c, cluster=preset.cluster,
-                                  branch_data=list(latent_dirs))
-        candidates.append({"model": i, "rnn_seed": seed, "rnn": str(m_path),
-                           "controller": str(c_path), **_controller_summary(c_dir)})
+        for j in range(preset.iterate.controllers):
+            # C j of M i: j = 0 is M's own controller/ with the configured seed (as with one C)
+            c_dir = c_dir0 if j == 0 else c_dir0.with_name(f"controller_c{j}")
+            c_seed = (preset.controller.seed if j == 0 else
+                      derive_seed(preset.controller.seed, rd.k, i, j, _CONTROLLER_SEED_STREAM))
+            c_path = train_controller(vae_path, m_path, c_dir,
+                                      replace(preset.controller, seed=c_seed), preset.env,
+                                      device=device, tb_dir=rd.tb(tb + c_dir.name),
+                                      progress=progress, init=init_c, cluster=preset.cluster,
+                                      branch_data=list(latent_dirs))
+            candidates.append({"model": i, "rnn_seed": seed, "rnn": str(m_path),
+                               "controller_seed": c_seed, "controller": str(c_path),
+                               **_controller_summary(c_dir)})
     return candidates
 
 
 def _models_record(candidates: list[dict[str, Any]]) -> dict[str, Any]:
     """What a round with several Ms records: every C's validation used the real env."""
     return {"validation_steps": sum(c["validation_steps"] for c in candidates),
-            "models": [{key: c[key] for key in ("model", "rnn_seed", "rnn", "controller",
-                                                "best_val_return", "dream_return",
+            "models": [{key: c[key] for key in ("model", "rnn_seed", "rnn", "controller_seed",
+                                                "controller", "best_val_return", "dream_return",
                                                 "validation_steps")}
                        for c in candidates]}
 
 
 def choose_round0(run_dir: Path, preset: Preset, device: str = "auto",
                   progress: bool = True) -> Path:
-    """``iterate.round0_models`` = K > 1: train round 0's other K - 1 Ms on the first
-    collection, each with a C in its dream, and return the C with the best validation score
-    (M 0 and its C are the pipeline's own train-rnn and train-controller). The choice and every
-    C's validation steps go to ``RUN/round0_models.json``; rerun, finished Ms are not redone."""
+    """``iterate.round0_models`` = K > 1 or ``iterate.controllers`` = J > 1: train round 0's
+    other Ms on the first collection and J Cs in each M's dream, and return the C with the best
+    validation score (M 0 and its first C are the pipeline's own train-rnn and
+    train-controller). The choice and every C's validation steps go to
+    ``RUN/round0_models.json``; rerun, finished Ms and Cs are not redone."""
     layout = runs.RunLayout(Path(run_dir))
     dev = str(resolve_device(device))
     candidates = train_models(layout, preset.iterate.round0_models, [layout.latents], preset,
                               preset.rnn, dev, progress)
     best = _best_validated(candidates) or candidates[0]
     atomic_write_json(layout.round0_models, {
-        "chosen": {key: best[key] for key in ("model", "rnn", "controller", "best_val_return")},
+        "chosen": {key: best[key] for key in ("model", "rnn", "controller_seed", "controller",
+                                              "best_val_return")},
         **_models_record(candidates)})
-    print(f"round 0: chose the C of M {best['model']} of {len(candidates)} (validation return "
+    print(f"round 0: chose C {candidates.index(best) + 1} of {len(candidates)} (M "
+          f"{best['model']}, CMA-ES seed {best['controller_seed']}; validation return "
           f"{best['best_val_return']}; the others: "
           f"{[c['best_val_return'] for c in candidates if c is not best]})", flush=True)
     return Path(best["controller"])
