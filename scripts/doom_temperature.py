@@ -2,9 +2,9 @@
 temperatures tau, each scored in the dream (at its own tau) and in the real game.
 
 Uses the V and M of a finished ``doom-*`` pipeline run (``RUN/vae/vae.pt``, and
-``RUN/rnn/mdnrnn.pt`` or, where the run trained several Ms in round 0
-(``iterate.round0_models``), the M whose C it kept) and the run's preset for everything but the
-temperature. For each tau:
+``RUN/rnn/mdnrnn.pt`` or, where the run trained several Ms or Cs in round 0
+(``iterate.round0_models``, ``iterate.controllers``), the M of the C it kept, and that C at the
+preset's tau) and the run's preset for everything but the temperature. For each tau:
 
 - ``RUN/temperature/tau_<tau>/controller``: CMA-ES in the dream at tau (resumable; the
   preset's ``controller`` config; with ``eval_every`` > 0 C is validated on real episodes
@@ -62,6 +62,7 @@ def main() -> int:
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 
     from worldmodels import runs
+    from worldmodels.checkpoint import checkpoint_sha256
     from worldmodels.commands.evaluate import describe, evaluate_agent
     from worldmodels.commands.train_controller import train_controller
     from worldmodels.config import Preset, from_dict
@@ -73,12 +74,12 @@ def main() -> int:
     preset = from_dict(Preset, json.loads((run / "preset.json").read_text()))
     if world_of(preset.env.env_id).name != "take_cover":
         raise SystemExit(f"{run} is a {preset.env.env_id} run; this table is Take Cover's")
-    vae, mdnrnn, own_c = run / "vae" / "vae.pt", run / "rnn" / "mdnrnn.pt", run
     layout = runs.RunLayout(run)
-    if layout.round0_models.is_file():  # K Ms in round 0: the M (and C) the pipeline kept
+    vae, mdnrnn, kept = layout.vae, layout.rnn, None
+    if layout.round0_models.is_file():  # several Ms or Cs in round 0: the M and C it kept
         chosen = json.loads(layout.round0_models.read_text())["chosen"]
-        mdnrnn, own_c = Path(chosen["rnn"]), Path(chosen["controller"]).parent.parent
-        print(f"M of the kept C (model {chosen['model']} of round 0): {mdnrnn}", flush=True)
+        mdnrnn, kept = Path(chosen["rnn"]), Path(chosen["controller"])
+        print(f"the kept C of round 0 (M {chosen['model']}): {kept}", flush=True)
     for path in (vae, mdnrnn):
         if not path.is_file():
             raise SystemExit(f"{path} not found: run the pipeline (at least --until train-rnn) first")
@@ -86,14 +87,22 @@ def main() -> int:
     for tau in args.taus:
         folder = run / "temperature" / f"tau_{tau:g}"
         cfg = replace(preset.controller, temperature=tau)
-        if tau == preset.controller.temperature and runs.is_done(own_c / "controller"):
-            folder = own_c  # the pipeline's own C was trained at this tau: reuse it
+        own_tau = tau == preset.controller.temperature  # the pipeline's C was trained at this tau
         t0 = time.perf_counter()
-        c_path = train_controller(vae, mdnrnn, folder / "controller", cfg, preset.env,
-                                  device="cpu", progress=not args.no_progress)
+        if own_tau and kept is not None:
+            c_path = kept  # reused as it is (its CMA-ES seed may not be the preset's)
+        else:
+            c_dir = (layout.controller_dir if own_tau and runs.is_done(layout.controller_dir)
+                     else folder / "controller")
+            c_path = train_controller(vae, mdnrnn, c_dir, cfg, preset.env, device="cpu",
+                                      progress=not args.no_progress)
         train_s = time.perf_counter() - t0
         dmean, dstd = dream_score(c_path, mdnrnn, vae, cfg, args.dream_episodes, seed=10**6)
-        results_path = folder / "eval" / "results.json"
+        # the pipeline's own test, where it scored this very C; else this tau's own
+        results_path = layout.results
+        if not (results_path.is_file() and json.loads(results_path.read_text()).get(
+                "controller_sha256") == checkpoint_sha256(c_path)):
+            results_path = folder / "eval" / "results.json"
         if results_path.is_file():
             results = json.loads(results_path.read_text())
         else:

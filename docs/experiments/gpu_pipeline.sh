@@ -34,8 +34,9 @@ wait; log "pipelines ended"
 for S in $SEEDS; do
   log "seed $S: $(tail -1 $O/${NAME}_s$S.log)"
   R=runs/${NAME}_s$S; files="$R/timings.json $R/round0_models.json $R/iterate.json $R/eval/results.json $R/preset.json"
-  C=$(python3 -c "import json;print(json.load(open('$R/round0_models.json'))['chosen']['model'])" 2>/dev/null)
-  [ -n "$C" ] && { P=$R; [ "$C" != 0 ] && P=$R/m$C; files="$files $R/vae/vae.pt $P/rnn/mdnrnn.pt $P/controller/controller_best.pt"; }
+  # the kept C and its M, as round 0's record names them (any M, any of its Cs)
+  kept=$(python3 -c "import json;c=json.load(open('$R/round0_models.json'))['chosen'];print(c['rnn'], c['controller'])" 2>/dev/null)
+  [ -n "$kept" ] && files="$files $R/vae/vae.pt $kept"
   # shellcheck disable=SC2046,SC2086
   tar czf $O/${NAME}_s$S.tar.gz $O/${NAME}_s$S.log $(ls $files $R/m*/rnn/done.json $R/rnn/done.json 2>/dev/null) 2>/dev/null
 done
