@@ -10,15 +10,11 @@ controller_sha256 is that C's (the pipeline's own test, or an extra
 
 Usage: python docs/experiments/d9_subsets.py /work/runs/d9_s0 /work/runs/d9_s1 ...
 """
-import hashlib
 import json
 import sys
 from pathlib import Path
 
-
-def sha(p: Path) -> str:
-    return hashlib.sha256(p.read_bytes()).hexdigest()
-
+from worldmodels.checkpoint import checkpoint_sha256
 
 for run in map(Path, sys.argv[1:]):
     index = json.loads((run / "round0_models.json").read_text())
@@ -41,7 +37,7 @@ for run in map(Path, sys.argv[1:]):
     for j in range(1, len(index["models"]) + 1):
         first = index["models"][:j]
         best = max(first, key=lambda m: m["best_val_return"])
-        s = sha(Path(best["controller"]))
+        s = checkpoint_sha256(best["controller"])
         total = base + sum(c_times[:j]) + test_s
         print(f"  J={j}: kept C {first.index(best)} (validation {best['best_val_return']:.1f}), "
               f"test {tests.get(s, 'not tested')}, end to end ~{total / 60:.1f} min")
