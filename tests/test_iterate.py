@@ -294,6 +294,27 @@ def test_patience_stops_after_evaluations_without_a_new_best_and_keeps_the_best(
         ControllerConfig(eval_every=0, patience=2)
 
 
+@pytest.mark.parametrize(("every", "start", "expected"),
+                         [(2, 0, [2, 4, 5]), (2, 3, [4, 5]), (1, 4, [4, 5]), (2, 9, [5])])
+def test_eval_start_skips_the_early_evaluations_and_keeps_the_last(
+        agent_models, tmp_path, monkeypatch, every, start, expected):
+    from worldmodels.commands.train_controller import train_controller
+    from worldmodels.rollouts import EpisodeRunner
+
+    vae, rnn, _ = agent_models
+    monkeypatch.setattr(EpisodeRunner, "run", lambda self, tasks, progress=None: (
+        np.full(len(tasks), 10.0), np.full(len(tasks), 5)))
+    cfg = ControllerConfig(popsize=4, rollouts_per_candidate=1, generations=5,
+                           dream_max_steps=5, eval_every=every, eval_start=start,
+                           eval_episodes=2, workers=1)
+    train_controller(vae, rnn, tmp_path / "c", cfg, ENV, device="cpu", progress=False)
+    done = runs.read_done(tmp_path / "c")
+    assert [e[0] for e in done["evals"]] == expected
+    assert done["real_steps"] == 5 * 2 * len(expected)  # no episode for a skipped evaluation
+    with pytest.raises(ValueError, match="eval_start"):
+        ControllerConfig(eval_start=-1)
+
+
 # --- the iterative loop ----------------------------------------------------------------------
 
 def iterate_preset():

@@ -291,6 +291,10 @@ class ControllerConfig:
     """Evaluate the CMA mean in the real env every this many generations (0: never)."""
     eval_episodes: int = 16
     """Real episodes per periodic evaluation (held-out seeds)."""
+    eval_start: int = 0
+    """Skip the periodic evaluations before this generation (the last generation is evaluated
+    either way; 0: every ``eval_every`` from the first): early CMA means are rarely the best, and
+    each evaluation costs ``eval_episodes`` real episodes."""
     workers: int = 2
     """Worker processes for real-env rollouts."""
     exploit_gap: float = 150.0
@@ -307,7 +311,7 @@ class ControllerConfig:
         _check(self, positive=("sigma0",),
                at_least_one=("rollouts_per_candidate", "generations", "dream_max_steps",
                              "eval_episodes", "workers"),
-               non_negative=("temperature", "real_max_steps", "eval_every", "exploit_gap",
+               non_negative=("temperature", "real_max_steps", "eval_every", "eval_start", "exploit_gap",
                              "reward_penalty", "patience", "seed"),
                fraction=("dream_dropout",), unit=("done_threshold",))
         if self.patience > 0 and self.eval_every == 0:
@@ -639,7 +643,7 @@ ADDED_FIELDS: dict[str, Any] = {
     "dropout": 0.0, "dream_dropout": 0.0, "exploit_gap": 150.0, "controller": "",
     "action_noise": 0.1, "brownian_share": 0.0, "reward_heads": 1, "reward_penalty": 0.0,
     "backend": "local", "ray_address": "", "reward_clip": 0.0, "reward_smooth": 0,
-    "action_noise_dims": "", "patience": 0, "episode_offset": 0.0,
+    "action_noise_dims": "", "patience": 0, "episode_offset": 0.0, "eval_start": 0,
 }
 """Config fields added after 0.1.0, with the value that behaves as 0.1.0 did: a run folder
 started by 0.1.0 (whose config.json lacks them) resumes when they hold these values."""

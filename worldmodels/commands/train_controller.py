@@ -10,7 +10,7 @@
   CarRacing; the ``laptop`` preset uses it.
 
 Fitness is the mean return over ``rollouts_per_candidate`` rollouts. Every ``eval_every``
-generations (and after the last) the CMA mean drives the real env on the validation tracks
+generations from ``eval_start`` on (and after the last) the CMA mean drives the real env on the validation tracks
 (``worldmodels.seeds.validation_seeds``); the best by that score is kept as
 ``OUT/controller_best.pt``; ``--controller.patience N`` stops the training after N evaluations
 in a row without a new best (in a dream C learns M's exploits once it has learned to drive:
@@ -205,7 +205,8 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
                             "es/fitness_worst": fitness.min(), "es/sigma": sigma,
                             "time/generation_s": time.perf_counter() - t0})
             gen = es.generation
-            if cfg.eval_every > 0 and (gen % cfg.eval_every == 0 or gen == cfg.generations):
+            if cfg.eval_every > 0 and (gen == cfg.generations or (
+                    gen % cfg.eval_every == 0 and gen >= cfg.eval_start)):
                 t1 = time.perf_counter()
                 real, lengths = runner.run([(es.mean, s)
                                             for s in validation_seeds(cfg.eval_episodes)])
