@@ -10,8 +10,8 @@
   CarRacing; the ``laptop`` preset uses it.
 
 Fitness is the mean return over ``rollouts_per_candidate`` rollouts. Every ``eval_every``
-generations from ``eval_start`` on (and after the last) the CMA mean drives the real env on the validation tracks
-(``worldmodels.seeds.validation_seeds``); the best by that score is kept as
+generations from ``eval_start`` on (and after the last) the CMA mean drives the real env on
+the validation tracks (``worldmodels.seeds.validation_seeds``); the best by that score is kept as
 ``OUT/controller_best.pt``; ``--controller.patience N`` stops the training after N evaluations
 in a row without a new best (in a dream C learns M's exploits once it has learned to drive:
 the validation peaks, then falls while the dream return rises; the detector flags that, too).
