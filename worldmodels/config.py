@@ -602,12 +602,12 @@ PRESETS["doom-debug"] = Preset(
                                 dream_max_steps=100, eval_every=0),
     eval=EvalConfig(episodes=2),
 )
-# D9 of docs/dream_experiments.md (seeds 0 / 1: 758.5 / 731.8 over the 100 test episodes, ~56
-# minutes on 2 cores; D6, 4 Ms each with its own C, scored 758.5 on seed 0 in 77 minutes;
-# the first recipe, per-step random data and a thresholded done head, scored 170.5): sticky
-# random data (episodes that reach the walls), dones sampled from M's done head, and 3 Cs in
-# one M's dream, each with its own CMA-ES seed, the C best on 32 validation episodes kept
-# (C's seed decides as much as M's: D8).
+# D9 and D10 of docs/dream_experiments.md (seeds 0 / 1 / 2: 758.5 / 731.8 / 532.5 over the 100
+# test episodes, 57 minutes end to end on 2 cores; D6, 4 Ms each with its own C, scored 758.5
+# on seed 0 in 77 minutes; the first recipe, per-step random data and a thresholded done
+# head, scored 170.5): sticky random data (episodes that reach the walls), dones sampled from
+# M's done head, and 3 Cs in one M's dream, each with its own CMA-ES seed, the C best on 32
+# validation episodes kept (C's seed decides as much as M's: D8).
 PRESETS["doom-laptop"] = Preset(
     name="doom-laptop",
     env=_DOOM,

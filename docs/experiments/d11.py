@@ -23,6 +23,7 @@ from pathlib import Path
 
 
 def main() -> None:
+    from worldmodels import runs as wm_runs
     from worldmodels.commands.train_controller import train_controller
     from worldmodels.config import ControllerConfig, Preset, from_dict
 
@@ -43,7 +44,7 @@ def main() -> None:
             t0 = time.time()
             train_controller(run / "vae" / "vae.pt", run / "rnn" / "mdnrnn.pt", dst, cfg,
                              preset.env, device="cpu", progress=False)
-            done = json.loads((dst / "done.json").read_text())
+            done = wm_runs.read_done(dst)
             evals = [(e[0], round(e[1], 1), round(e[3], 1)) for e in done["evals"]]
             print(f"{run.name} {c}: best {done['best_real']:.1f} at generation "
                   f"{done['best_generation']}; evals (generation, validation, dream) {evals} "
