@@ -157,6 +157,28 @@ def test_done_masks_freeze_finished_dreams():
     torch.testing.assert_close(returns[0], total)
 
 
+def test_done_logit_offset_is_a_shift_of_the_done_heads_bias():
+    """A dream with ``done_logit_offset`` d is the dream of the same M with d added to its done
+    head's bias: the same dones and returns, draw for draw; a negative offset kills less."""
+    m = tiny_mdnrnn()
+    with torch.no_grad():
+        m.done_head.bias.fill_(-1.0)
+        m.reward_head.weight.zero_()
+        m.reward_head.bias.fill_(1.0)
+    shifted = tiny_mdnrnn()
+    shifted.load_state_dict(m.state_dict())
+    with torch.no_grad():
+        shifted.done_head.bias.add_(-2.5)
+    params = torch.randn(3, make_dream(m).n_params, generator=torch.Generator().manual_seed(4))
+    kw = dict(temperature=1.0, sample_done=True, max_steps=40)
+    offset = make_dream(m, done_logit_offset=-2.5, **kw).evaluate(params, 16, seed=5)
+    torch.testing.assert_close(offset, make_dream(shifted, **kw).evaluate(params, 16, seed=5))
+    plain = make_dream(m, **kw).evaluate(params, 16, seed=5)
+    assert offset.mean() > plain.mean() + 2  # p(done) ~ sigmoid(-1 + ...) vs sigmoid(-3.5 + ...)
+    with pytest.raises(ValueError, match="done_logit_offset must be finite"):
+        make_dream(m, done_logit_offset=float("nan"))
+
+
 def test_max_steps_truncation():
     m = tiny_mdnrnn()
     with torch.no_grad():
@@ -430,17 +452,19 @@ def test_dream_kwargs_are_the_controller_configs_dream():
 
     car, doom = CARRACING, TAKE_COVER
     cfg = ControllerConfig(temperature=0.9, dream_max_steps=200, done_threshold=0.3,
-                           sample_done=True, dream_dropout=0.1, reward_penalty=0.5)
+                           sample_done=True, dream_dropout=0.1, reward_penalty=0.5,
+                           done_logit_offset=-2.0)
     kw = dream_kwargs(cfg, car)
     assert kw == dict(temperature=0.9, max_steps=200, done_threshold=0.3, sample_done=True,
-                      dropout=0.1, reward_penalty=0.5, action_map="carracing", reward="head")
+                      dropout=0.1, reward_penalty=0.5, action_map="carracing", reward="head",
+                      done_logit_offset=-2.0)
     assert dream_kwargs(asdict(cfg), car) == kw
     old = {"temperature": 1.3}  # a checkpoint from before the other settings existed
     d = ControllerConfig()
     assert dream_kwargs(old, doom) == dict(
         temperature=1.3, max_steps=d.dream_max_steps, done_threshold=d.done_threshold,
         sample_done=d.sample_done, dropout=d.dream_dropout, reward_penalty=d.reward_penalty,
-        action_map="thirds", reward="survival")
+        action_map="thirds", reward="survival", done_logit_offset=0.0)
     assert dream_kwargs(cfg, car, max_steps=10**9)["max_steps"] == 10**9
     with pytest.raises(TypeError, match="unknown setting.*'tau'"):
         dream_kwargs(cfg, car, tau=1.0)

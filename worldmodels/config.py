@@ -276,6 +276,10 @@ class ControllerConfig:
     """A dream step is terminal when the done probability exceeds this (sampled if ``sample_done``)."""
     sample_done: bool = False
     """Sample done from Bernoulli(p) instead of thresholding p."""
+    done_logit_offset: float = 0.0
+    """Added to M's done logit in the dream (0: as M learned it). M's done head learns with positives
+    weighted by ``rnn.done_pos_weight`` (w), which raises a small probability p to about w * p;
+    ``-log(w)`` (-2.303 for w = 10) reads the head as that unweighted probability, an easier dream."""
     reward_penalty: float = 0.0
     """The dream pays mean - reward_penalty * std over M's reward heads (MOPO-style pessimism; needs
     rnn.reward_heads > 1; 0: their mean)."""
@@ -644,6 +648,7 @@ ADDED_FIELDS: dict[str, Any] = {
     "action_noise": 0.1, "brownian_share": 0.0, "reward_heads": 1, "reward_penalty": 0.0,
     "backend": "local", "ray_address": "", "reward_clip": 0.0, "reward_smooth": 0,
     "action_noise_dims": "", "patience": 0, "episode_offset": 0.0, "eval_start": 0,
+    "done_logit_offset": 0.0,
 }
 """Config fields added after 0.1.0, with the value that behaves as 0.1.0 did: a run folder
 started by 0.1.0 (whose config.json lacks them) resumes when they hold these values."""

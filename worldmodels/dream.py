@@ -93,7 +93,8 @@ class BatchedDream:
                  sample_done: bool = False, device: str | torch.device = "cpu",
                  dropout: float = 0.0, reward_penalty: float = 0.0,
                  action_map: str = "carracing", reward: str = "head",
-                 initial_h: torch.Tensor | None = None, initial_c: torch.Tensor | None = None):
+                 initial_h: torch.Tensor | None = None, initial_c: torch.Tensor | None = None,
+                 done_logit_offset: float = 0.0):
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if not 0.0 <= dropout < 1.0:
@@ -111,6 +112,9 @@ class BatchedDream:
         self.max_steps = int(max_steps)
         self.done_threshold = float(done_threshold)
         self.sample_done = bool(sample_done)
+        if not math.isfinite(done_logit_offset):
+            raise ValueError(f"done_logit_offset must be finite, got {done_logit_offset}")
+        self.done_logit_offset = float(done_logit_offset)
         self.z_dim, self.hidden_size = mdnrnn.z_dim, mdnrnn.hidden_size
         self.action_dim, self.n_gaussians = mdnrnn.action_dim, mdnrnn.n_gaussians
         if action_map not in ACTION_MAPS:
@@ -215,6 +219,8 @@ class BatchedDream:
                 else:
                     rows_w.append(head.weight.detach().float().cpu())
                     rows_b.append(head.bias.detach().float().cpu())
+            if m.done_head is not None:  # the done row is the last: shift its logit once here
+                rows_b[-1] = rows_b[-1] + self.done_logit_offset
             self._w_heads = torch.cat(rows_w).t().contiguous().to(self.device)
             self._b_heads = torch.cat(rows_b).to(self.device)
         thr = self.done_threshold
@@ -540,7 +546,8 @@ def dream_kwargs(cfg, world, **override) -> dict:
     kw = dict(temperature=float(c["temperature"]), max_steps=int(c["dream_max_steps"]),
               done_threshold=float(c["done_threshold"]), sample_done=bool(c["sample_done"]),
               dropout=float(c["dream_dropout"]), reward_penalty=float(c["reward_penalty"]),
-              action_map=world.action_map, reward=world.dream_reward)
+              action_map=world.action_map, reward=world.dream_reward,
+              done_logit_offset=float(c["done_logit_offset"]))
     unknown = set(override) - set(kw)
     if unknown:
         raise TypeError(f"dream_kwargs: unknown setting(s) {sorted(unknown)}; "
