@@ -17,7 +17,6 @@ Each argument is CONTROL:D13:LATENTS, folders under ``--root`` (default /work/ru
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -25,26 +24,23 @@ from pathlib import Path
 import torch
 
 from worldmodels.commands.train_rnn import evaluate, load_latents, make_sequences
-from worldmodels.config import MDNRNNConfig
+from worldmodels.config import MDNRNNConfig, from_dict
 from worldmodels.data import episode_files
 from worldmodels.mdnrnn import load_mdnrnn
-
-POS_WEIGHT = 10.0  # rnn.done_pos_weight of every M compared here
 
 
 def score(rnn_path: Path, latents: Path) -> dict[str, float]:
     model, ckpt = load_mdnrnn(rnn_path)
-    names = {f.name for f in dataclasses.fields(MDNRNNConfig)}
-    cfg = MDNRNNConfig(**{k: v for k, v in ckpt["config"].items() if k in names})
+    cfg = from_dict(MDNRNNConfig, ckpt["config"])
     data = load_latents(episode_files(latents, kind="latent"))
     seqs = make_sequences(data.starts, data.lengths, cfg.seq_len)
     torch.manual_seed(0)
     losses = evaluate(model, data, seqs, cfg, torch.device("cpu"))
-    return {**losses, **hazard(model, data)}
+    return {**losses, **hazard(model, data, cfg.done_pos_weight)}
 
 
 @torch.no_grad()
-def hazard(model, data) -> dict[str, float]:
+def hazard(model, data, pos_weight: float) -> dict[str, float]:
     """M's done probabilities along each whole held-out episode (z = mu): their sum over an
     episode (a calibrated hazard sums to ~1 over an episode that ends in death), the same with
     the logit shifted by -log(pos_weight) (the probability a head trained with that weight
@@ -55,7 +51,7 @@ def hazard(model, data) -> dict[str, float]:
         out, _ = model(data.mu[sl].float()[None], data.action[sl].float()[None])
         logit = out.done_logit[0]
         sums.append(torch.sigmoid(logit).sum().item())
-        sums_cal.append(torch.sigmoid(logit - math.log(POS_WEIGHT)).sum().item())
+        sums_cal.append(torch.sigmoid(logit - math.log(pos_weight)).sum().item())
         deaths += int(data.terminated[sl].any())
         steps += int(length)
     n = len(sums)

@@ -21,10 +21,10 @@ from pathlib import Path
 
 
 def main() -> None:
+    from worldmodels.agents.world_models_agent import WorldModelsAgent
+
     from worldmodels import runs as wm_runs
-    from worldmodels.checkpoint import load_checkpoint
     from worldmodels.config import Preset, from_dict
-    from worldmodels.controller import Controller
     from worldmodels.rollouts import EpisodeRunner
     from worldmodels.seeds import validation_seeds
 
@@ -42,16 +42,17 @@ def main() -> None:
         for c in os.environ.get("CS", "controller controller_c1 controller_c2").split():
             if (str(run), c) in done:
                 continue
-            path = run / c / "controller_best.pt"
-            ckpt = load_checkpoint(path, kind="controller")
-            controller = Controller(**ckpt["model_args"])
-            controller.load_state_dict(ckpt["model"])
-            params = controller.get_flat()
+            # Checks C's V and M by their hashes, as `worldmodels evaluate` does.
+            agent = WorldModelsAgent.from_checkpoints(run / c / "controller_best.pt",
+                                                      run / "vae" / "vae.pt",
+                                                      run / "rnn" / "mdnrnn.pt")
+            params = agent.controller.get_flat()
             summary = wm_runs.read_done(run / c)
             t0 = time.time()
-            with EpisodeRunner(preset.env, vae_path=run / "vae" / "vae.pt",
-                               mdnrnn_path=run / "rnn" / "mdnrnn.pt",
-                               use_mu=preset.controller.use_mu, workers=2) as runner:
+            with EpisodeRunner(preset.env, vae_path=agent.sources["vae"],
+                               mdnrnn_path=agent.sources["mdnrnn"],
+                               use_mu=bool(agent.controller_config.get("use_mu", False)),
+                               workers=2) as runner:
                 returns, lengths = runner.run([(params, s) for s in seeds])
             row = {"run": str(run), "c": c, "best_real": summary["best_real"],
                    "best_generation": summary["best_generation"],
