@@ -2,7 +2,8 @@
 
 Each step, for a 64x64x3 uint8 frame:
 1. V encodes it to (mu, logvar); z is a sample mu + sigma * eps (the paper) or mu (``use_mu``);
-2. C acts on [z, h], h being M's hidden state (zeros at the start of an episode);
+2. C acts on [z, h], h being M's hidden state (zeros at the start of an episode), or on
+   [z, h, c] with M's LSTM cell c (a C of ``features`` "zch");
 3. M steps on [z, action] and updates h (and predicts the next z, kept for ``play``).
 
 The sampling noise comes from the agent's own torch Generator, re-seeded by ``reset(seed)``,
@@ -99,8 +100,8 @@ class WorldModelsAgent:
         frame = torch.from_numpy(np.ascontiguousarray(obs)).to(self.device).unsqueeze(0)
         mu, logvar = self.vae.encode(frames_to_tensor(frame))
         z = mu if self.use_mu else ConvVAE.reparameterize(mu, logvar, self.generator)
-        h = self.state[0][0]
-        action = self.controller(z, h)
+        h, c = self.state[0][0], self.state[1][0]
+        action = self.controller(z, h, c)
         if noise is not None:
             action = (action + torch.as_tensor(noise, dtype=action.dtype, device=self.device)
                       ).clamp(self._low, self._high)
@@ -174,7 +175,10 @@ def load_controller(path: str | os.PathLike) -> tuple[Controller, dict]:
     except KeyError as e:
         raise CheckpointError(f"{path} records no model_args and no {e.args[0]} in its extra"
                               ) from None
-    controller = Controller(**args)
+    try:
+        controller = Controller(**args)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot rebuild C from its model_args {args}: {e}") from None
     load_state(controller, ckpt["model"], path)
     return controller.eval(), ckpt
 

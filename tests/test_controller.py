@@ -38,6 +38,25 @@ def test_parameter_count_and_action_mapping():
     assert (a[:, 2] == 0).any() and (a[:, 0] < 0).any()   # brake clipped, steering both ways
 
 
+def test_a_c_that_reads_the_lstm_cell():
+    """features "zch": [z, h, c] in, (Z + 2H) x A + A parameters (the paper's Doom C reads z,
+    c and h); c is required, and its weights change the action."""
+    c = Controller(64, 256, action_dim=1, action_map="thirds", features="zch")
+    assert c.n_params == 64 + 2 * 256 + 1 == sum(p.numel() for p in c.parameters())
+    assert c.model_args["features"] == "zch" and Controller(**c.model_args).n_params == c.n_params
+    z, h, cell = torch.randn(50, 64), torch.randn(50, 256), torch.randn(50, 256)
+    with pytest.raises(ValueError, match="pass c"):
+        c(z, h)
+    flat = np.zeros(c.n_params)
+    flat[64 + 256:64 + 512] = 3.0  # only the c weights
+    c.set_flat(flat)
+    a = c(z, h, cell)
+    torch.testing.assert_close(a, c(torch.zeros_like(z), torch.zeros_like(h), cell))
+    assert set(a.flatten().tolist()) <= {-1.0, 0.0, 1.0} and len(set(a.flatten().tolist())) > 1
+    with pytest.raises(ValueError, match="unknown features"):
+        Controller(64, 256, features="hz")
+
+
 def test_flat_round_trip():
     c = Controller(32, 256)
     flat = np.random.default_rng(1).normal(size=867).astype(np.float32)
@@ -168,6 +187,40 @@ def test_train_in_dream_resumes_exactly(models, tmp_path, monkeypatch):
     with pytest.raises(runs.RunConfigMismatch, match="vae_sha256"):
         train_controller.run(train_args(other_vae, other_rnn, full,
                                         "--controller.generations", "4"))
+
+
+def test_a_c_of_z_h_and_c_trains_in_the_dream_validates_and_evaluates(models, tmp_path):
+    """--controller.features zch end to end: CMA-ES over [z, h, c] weights, real validation
+    episodes in worker processes, the saved C rebuilt by the agent and by evaluate (which
+    steps M on the agent's own c: its returns match the agent stepped here)."""
+    from worldmodels.envs import make_env
+
+    from worldmodels.commands import train_controller
+    from worldmodels.commands.evaluate import evaluate_agent
+    from worldmodels.config import EnvConfig
+    from worldmodels.rollouts import run_episode
+    from worldmodels.seeds import test_seeds
+
+    vae, rnn = models
+    out = tmp_path / "zch"
+    train_controller.run(train_args(vae, rnn, out, "--controller.generations", "2",
+                                    "--controller.features", "zch",
+                                    "--controller.workers", "2"))
+    ckpt = load_checkpoint(out / "controller_best.pt", kind="controller")
+    assert ckpt["model_args"]["features"] == "zch" and ckpt["config"]["features"] == "zch"
+    agent = WorldModelsAgent.from_checkpoints(out / "controller_best.pt")
+    assert agent.controller.n_params == (Z + 2 * H) * 3 + 3
+    assert np.abs(agent.controller.get_flat()[(Z + H) * 3:]).sum() > 0  # CMA moved the c part
+    result = evaluate_agent(out / "controller_best.pt", episodes=2, workers=2,
+                            env_cfg=EnvConfig(max_steps=15), progress=False)
+
+    env = make_env(EnvConfig(max_steps=15))
+    mine = []
+    for s in test_seeds(2):
+        agent.reset(s)
+        mine.append(run_episode(env, agent, s)[0])
+    env.close()
+    np.testing.assert_allclose(result["returns"], mine, rtol=1e-6)
 
 
 def test_train_in_real_env(models, tmp_path):

@@ -127,6 +127,37 @@ def test_evaluate_batched_equals_one_by_one_and_env_style_steps():
     assert ret == pytest.approx(float(dream.evaluate(params[2:3], 1, seed=7)[0, 0]), abs=1e-4)
 
 
+def test_controllers_that_read_the_lstm_cell_see_the_dreams_own_c():
+    """features "zch": C reads [z, h, c]; evaluate scores exactly what the env-style API with
+    the dream's own c gives, and a C whose c weights are zero acts as the [z, h] C it extends."""
+    dream = make_dream(temperature=1.1, max_steps=20, sample_done=True, features="zch")
+    zh = make_dream(temperature=1.1, max_steps=20, sample_done=True)
+    assert dream.n_params == (Z + 2 * H) * 3 + 3 and zh.n_params == (Z + H) * 3 + 3
+    torch.manual_seed(0)
+    params = torch.randn(3, dream.n_params) * 0.5
+    returns = dream.evaluate(params, n_rollouts=2, seed=4)
+    c = Controller(Z, H, features="zch")
+    c.set_flat(params[1].numpy())
+    z, h = dream.reset(1, generator=4)
+    ret = 0.0
+    with torch.no_grad():
+        for _ in range(20):
+            assert dream.c.shape == (1, H)
+            z, h, reward, done = dream.step(c(z, h, dream.c))
+            ret += float(reward[0])
+    assert ret == pytest.approx(float(dream.evaluate(params[1:2], 1, seed=4)[0, 0]), abs=1e-4)
+
+    # c's weights matter: zero them and the returns are those of the [z, h] C.
+    w = params[:, :(Z + 2 * H) * 3].reshape(3, 3, Z + 2 * H)
+    flat_zh = torch.cat([w[:, :, :Z + H].reshape(3, -1), params[:, -3:]], 1)
+    no_c = torch.cat([torch.cat([w[:, :, :Z + H], torch.zeros(3, 3, H)], 2).reshape(3, -1),
+                      params[:, -3:]], 1)
+    torch.testing.assert_close(dream.evaluate(no_c, 2, seed=4), zh.evaluate(flat_zh, 2, seed=4))
+    assert not torch.allclose(dream.evaluate(no_c, 2, seed=4), returns)
+    with pytest.raises(ValueError, match="unknown features 'zhc'"):
+        make_dream(features="zhc")
+
+
 def test_done_masks_freeze_finished_dreams():
     """p(done) = 0.5 sampled each step; reward 1 per step: return = steps until done."""
     m = tiny_mdnrnn()
@@ -453,18 +484,18 @@ def test_dream_kwargs_are_the_controller_configs_dream():
     car, doom = CARRACING, TAKE_COVER
     cfg = ControllerConfig(temperature=0.9, dream_max_steps=200, done_threshold=0.3,
                            sample_done=True, dream_dropout=0.1, reward_penalty=0.5,
-                           done_logit_offset=-2.0)
+                           done_logit_offset=-2.0, features="zch")
     kw = dream_kwargs(cfg, car)
     assert kw == dict(temperature=0.9, max_steps=200, done_threshold=0.3, sample_done=True,
                       dropout=0.1, reward_penalty=0.5, action_map="carracing", reward="head",
-                      done_logit_offset=-2.0)
+                      done_logit_offset=-2.0, features="zch")
     assert dream_kwargs(asdict(cfg), car) == kw
     old = {"temperature": 1.3}  # a checkpoint from before the other settings existed
     d = ControllerConfig()
     assert dream_kwargs(old, doom) == dict(
         temperature=1.3, max_steps=d.dream_max_steps, done_threshold=d.done_threshold,
         sample_done=d.sample_done, dropout=d.dream_dropout, reward_penalty=d.reward_penalty,
-        action_map="thirds", reward="survival", done_logit_offset=0.0)
+        action_map="thirds", reward="survival", done_logit_offset=0.0, features="zh")
     assert dream_kwargs(cfg, car, max_steps=10**9)["max_steps"] == 10**9
     with pytest.raises(TypeError, match="unknown setting.*'tau'"):
         dream_kwargs(cfg, car, tau=1.0)

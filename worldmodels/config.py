@@ -291,6 +291,10 @@ class ControllerConfig:
     mid-episode on the newest real data, so C is scored where M has data; use a short dream_max_steps)."""
     use_mu: bool = False
     """In the real env, feed C the VAE mean mu instead of a sampled z (the paper samples)."""
+    features: Literal["zh", "zch"] = "zh"
+    """C's inputs: ``zh`` [z, h] (the paper's CarRacing C) or ``zch`` [z, h, c], M's LSTM cell c as
+    well (the paper's Doom C reads z, c and h: 64 + 512 + 512 weights). c is M's memory before the
+    output gate; h = o * tanh(c) shows C only the part of it that M's gates let out."""
     eval_every: int = 25
     """Evaluate the CMA mean in the real env every this many generations (0: never)."""
     eval_episodes: int = 16
@@ -648,7 +652,7 @@ ADDED_FIELDS: dict[str, Any] = {
     "action_noise": 0.1, "brownian_share": 0.0, "reward_heads": 1, "reward_penalty": 0.0,
     "backend": "local", "ray_address": "", "reward_clip": 0.0, "reward_smooth": 0,
     "action_noise_dims": "", "patience": 0, "episode_offset": 0.0, "eval_start": 0,
-    "done_logit_offset": 0.0,
+    "done_logit_offset": 0.0, "features": "zh",
 }
 """Config fields added after 0.1.0, with the value that behaves as 0.1.0 did: a run folder
 started by 0.1.0 (whose config.json lacks them) resumes when they hold these values."""

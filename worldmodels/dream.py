@@ -50,6 +50,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .controller import feature_dim
 from .mdnrnn import MDNRNN, State, done_from_logit, load_mdnrnn, sample_z
 from .vae import ConvVAE, decode_frames, frames_to_tensor
 from .worlds import ACTION_MAPS, map_controller_output
@@ -94,7 +95,7 @@ class BatchedDream:
                  dropout: float = 0.0, reward_penalty: float = 0.0,
                  action_map: str = "carracing", reward: str = "head",
                  initial_h: torch.Tensor | None = None, initial_c: torch.Tensor | None = None,
-                 done_logit_offset: float = 0.0):
+                 done_logit_offset: float = 0.0, features: str = "zh"):
         if temperature < 0:
             raise ValueError(f"temperature must be >= 0, got {temperature}")
         if not 0.0 <= dropout < 1.0:
@@ -125,6 +126,8 @@ class BatchedDream:
         if reward not in ("head", "survival"):
             raise ValueError(f"reward must be 'head' or 'survival', got {reward!r}")
         self.action_map, self.reward = action_map, reward
+        self.features = features
+        self.n_features = feature_dim(self.z_dim, self.hidden_size, features)  # checks the name
         self.has_done = mdnrnn.done_head is not None
         if reward == "survival" and not self.has_done:
             raise ValueError("reward 'survival' counts the steps until M's done head fires; "
@@ -230,7 +233,7 @@ class BatchedDream:
     @property
     def n_params(self) -> int:
         """Size of a flat controller parameter vector for :meth:`evaluate`."""
-        return (self.z_dim + self.hidden_size) * self.action_dim + self.action_dim
+        return self.n_features * self.action_dim + self.action_dim
 
     # ----------------------------------------------------------------------------- the step
 
@@ -387,11 +390,14 @@ class BatchedDream:
             torch.where(s.pick[:, k:k + 1], mdn[:, 1:, k], s.sel, out=s.sel)
 
     def _act_controllers(self, s: _Batch, w: torch.Tensor, b: torch.Tensor, raw: torch.Tensor) -> None:
-        """Actions of P linear controllers (w P x A x (Z+H), b P x 1 x A) for P x n dreams."""
+        """Actions of P linear controllers (w P x A x F, b P x 1 x A) for P x n dreams; F is
+        Z + H ([z, h]) or Z + 2H ([z, h, c], ``features`` "zch")."""
         Z, H = self.z_dim, self.hidden_size
         x = s.x[0]
         P, n, A = raw.shape
-        torch.baddbmm(b, x[:, :Z + H].view(P, n, Z + H), w.transpose(1, 2), out=raw)
+        torch.baddbmm(b, x[:, :Z + H].view(P, n, Z + H), w[:, :, :Z + H].transpose(1, 2), out=raw)
+        if self.features == "zch":
+            raw.baddbmm_(s.c[0].view(P, n, H), w[:, :, Z + H:].transpose(1, 2))
         raw.tanh_()
         a = x[:, Z + H:]
         if self.action_map == "thirds":  # -1 below -1/3, 1 above 1/3, else 0
@@ -468,6 +474,12 @@ class BatchedDream:
         return self._current().x[0][:, self.z_dim:self.z_dim + self.hidden_size].clone()
 
     @property
+    def c(self) -> torch.Tensor:
+        """Current LSTM cell c of every dream (B x H, a copy): what a C of ``features`` "zch"
+        reads besides z and h."""
+        return self._current().c[0].clone()
+
+    @property
     def t(self) -> int:
         """Steps taken since reset."""
         return self._current().t
@@ -482,7 +494,8 @@ class BatchedDream:
     def evaluate(self, params: torch.Tensor | np.ndarray, n_rollouts: int, seed: int) -> torch.Tensor:
         """Dream returns of P linear controllers: params P x n_params -> P x n_rollouts (CPU).
 
-        Controller p acts as ``map(tanh(W_p [z, h] + b_p))`` (``action_map``; layout of
+        Controller p acts as ``map(tanh(W_p [z, h] + b_p))`` (``action_map``; [z, h, c] for
+        ``features`` "zch"; layout of
         ``worldmodels.controller.unflatten``). All P * n_rollouts dreams run together for up
         to ``max_steps`` steps. Common random numbers: the noise of rollout r (its start, its
         components, its Gaussian noise, its sampled dones) depends only on (seed, r, t), so
@@ -498,7 +511,7 @@ class BatchedDream:
             raise ValueError("this M has no reward head, so controllers cannot be scored in its dream")
         if n_rollouts < 1:
             raise ValueError(f"n_rollouts must be >= 1, got {n_rollouts}")
-        P, n, A, F = params.shape[0], int(n_rollouts), self.action_dim, self.z_dim + self.hidden_size
+        P, n, A, F = params.shape[0], int(n_rollouts), self.action_dim, self.n_features
         gen = torch.Generator(device=self.device).manual_seed(int(seed))
         with torch.inference_mode():
             w = params[:, :F * A].reshape(P, A, F)
@@ -547,7 +560,7 @@ def dream_kwargs(cfg, world, **override) -> dict:
               done_threshold=float(c["done_threshold"]), sample_done=bool(c["sample_done"]),
               dropout=float(c["dream_dropout"]), reward_penalty=float(c["reward_penalty"]),
               action_map=world.action_map, reward=world.dream_reward,
-              done_logit_offset=float(c["done_logit_offset"]))
+              done_logit_offset=float(c["done_logit_offset"]), features=str(c["features"]))
     unknown = set(override) - set(kw)
     if unknown:
         raise TypeError(f"dream_kwargs: unknown setting(s) {sorted(unknown)}; "

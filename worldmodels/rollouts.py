@@ -62,7 +62,8 @@ class _Worker:
             mdnrnn, _ = load_mdnrnn(spec["mdnrnn_path"])
             controller = Controller(z_dim=vae.z_dim, hidden_size=mdnrnn.hidden_size,
                                     action_dim=self.world.action_dim,
-                                    action_map=self.world.action_map)
+                                    action_map=self.world.action_map,
+                                    features=spec.get("features", "zh"))
             self.agent = WorldModelsAgent(vae, mdnrnn, controller, device=spec["device"],
                                           use_mu=spec["use_mu"])
 
@@ -103,19 +104,21 @@ class EpisodeRunner:
     ``workers`` <= 1 runs in this process; more start a pool of spawned processes (on first
     use), each loading V and M once. With ``pool`` (``--cluster.backend ray``), the episodes run on
     that pool's Ray actors instead (``worldmodels.backends``), ``workers`` unused. Results come
-    back in task order.
+    back in task order. ``features``: what the agent's C reads (``ControllerConfig.features``);
+    each task's parameters are a flat C of that shape.
     """
 
     def __init__(self, env_cfg: EnvConfig, *, vae_path: str | os.PathLike | None = None,
                  mdnrnn_path: str | os.PathLike | None = None, policy: str | None = None,
                  use_mu: bool = False, device: str = "cpu", workers: int = 1,
-                 pool: RayPool | None = None):
+                 pool: RayPool | None = None, features: str = "zh"):
         if (policy is None) == (vae_path is None or mdnrnn_path is None):
             raise ValueError("EpisodeRunner needs either V and M paths or a policy name")
         if pool is not None:  # other machines open the files: by absolute path
             vae_path, mdnrnn_path = (os.path.abspath(p) if p else None
                                      for p in (vae_path, mdnrnn_path))
         self.spec = {"env": asdict(env_cfg), "policy": policy, "use_mu": bool(use_mu),
+                     "features": str(features),
                      "vae_path": str(vae_path) if vae_path else None,
                      "mdnrnn_path": str(mdnrnn_path) if mdnrnn_path else None,
                      "device": str(resolve_device(str(device)))}  # "auto" resolved here, once

@@ -137,7 +137,7 @@ def save(args: argparse.Namespace, frames: list[np.ndarray], tb_frames: list[np.
 
 
 def action_source(args: argparse.Namespace):
-    """A function (t, z, h) -> action (A,) and the number of steps it supports (None:
+    """A function (t, z, h, c) -> action (A,) and the number of steps it supports (None:
     unlimited): C (``--controller``/``--agent``), a policy or an array."""
     world: World = args.world_spec
     if args.controller is not None and not args.actions:
@@ -149,7 +149,7 @@ def action_source(args: argparse.Namespace):
                            f"{world.name}'s M")
         print(f"C drives the dream: {args.controller}")
         # C is tiny and stays on the CPU; the dream's z and h may live on the GPU (--device).
-        return (lambda t, z, h: controller(z.cpu(), h.cpu())[0].numpy()), None
+        return (lambda t, z, h, c: controller(z.cpu(), h.cpu(), c.cpu())[0].numpy()), None
     name = args.actions
     if not name:  # the world's default policy, the first it lists
         from worldmodels.agents.random_policies import WORLD_POLICIES
@@ -164,7 +164,7 @@ def action_source(args: argparse.Namespace):
         if actions.ndim != 2 or actions.shape[1] != A or len(actions) == 0:
             raise CLIError(f"--actions {name}: expected a T x {A} array, got shape {actions.shape}")
         actions = actions.astype(np.float32)
-        return (lambda t, z, h: actions[t]), len(actions)
+        return (lambda t, z, h, c: actions[t]), len(actions)
     try:
         from worldmodels.agents.random_policies import make_policy
     except ImportError as e:
@@ -176,7 +176,7 @@ def action_source(args: argparse.Namespace):
         raise CLIError(f"--actions: {e}, or a FILE.npy") from e
     policy.reset()
     blank = np.zeros((64, 64, 3), np.uint8)  # the policies act blindly
-    return (lambda t, z, h: policy.act(blank)), None
+    return (lambda t, z, h, c: policy.act(blank)), None
 
 
 def caption(t: int, action: np.ndarray | None, ret: float) -> str:
@@ -190,14 +190,14 @@ def caption(t: int, action: np.ndarray | None, ret: float) -> str:
 
 
 def dream_rollout(dream: BatchedDream, act, steps: int, seed: int):
-    """One dream of up to ``steps`` steps driven by ``act(t, z, h)``: (z_0..z_T stacked,
+    """One dream of up to ``steps`` steps driven by ``act(t, z, h, c)``: (z_0..z_T stacked,
     [None, a_0, ..., a_T-1], returns so far at each frame)."""
     z, h = dream.reset(1, seed)
     zs, returns, ret = [z[0]], [0.0], 0.0
     actions: list[np.ndarray | None] = [None]
     for t in range(steps):
         with torch.no_grad():
-            a = np.asarray(act(t, z, h), dtype=np.float32)
+            a = np.asarray(act(t, z, h, dream.c), dtype=np.float32)
         z, h, reward, done = dream.step(a[None])
         ret += float(reward[0])
         zs.append(z[0])

@@ -129,7 +129,7 @@ def evaluate_agent(controller_path: str | os.PathLike | None = None,
         if use_mu is None:
             use_mu = bool(agent.controller_config.get("use_mu", False))
         runner_kw = {"vae_path": vae_path, "mdnrnn_path": mdnrnn_path, "use_mu": use_mu,
-                     "device": device}
+                     "device": device, "features": agent.controller.features}
         tasks = [(agent.controller.get_flat(), s) for s in seeds]
         assert controller_path is not None
         record.update({

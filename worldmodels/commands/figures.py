@@ -386,7 +386,7 @@ def reconstruction_figure(run_dir: Path, n_frames: int = 8, size: int = PANEL,
 
 def dream_with_controller(dream, controller: torch.nn.Module, z0: torch.Tensor, steps: int,
                           seed: int) -> tuple[torch.Tensor, list[float], list[bool]]:
-    """One dream from latent ``z0`` (1 x Z), C acting on [z, h] each step.
+    """One dream from latent ``z0`` (1 x Z), C acting on [z, h] (or [z, h, c]) each step.
 
     Returns the latents z_0..z_steps (steps + 1 x Z), the return so far and whether M had
     ended the dream, at each of them (a dream that ended stays frozen).
@@ -395,7 +395,7 @@ def dream_with_controller(dream, controller: torch.nn.Module, z0: torch.Tensor, 
     zs, returns, dones, ret = [z[0]], [0.0], [False], 0.0
     with torch.inference_mode():
         for _ in range(steps):
-            action = controller(z, h)
+            action = controller(z, h, dream.c)
             z, h, reward, done = dream.step(action)
             ret += float(reward[0])
             zs.append(z[0])

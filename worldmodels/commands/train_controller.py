@@ -127,7 +127,7 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
     del vae, mdnrnn
 
     controller = Controller(z_dim=z_dim, hidden_size=hidden_size, action_dim=world.action_dim,
-                            action_map=world.action_map)
+                            action_map=world.action_map, features=cfg.features)
     x0 = None
     if init is not None:
         from worldmodels.agents.world_models_agent import load_controller
@@ -169,14 +169,15 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
             dream = BatchedDream.from_checkpoint(mdnrnn_path, dev, vae_path=vae_path, **dream_kw)
     # Real-env episodes run on CPU: batch-1 inference of V, M and C gains nothing from a GPU.
     runner = EpisodeRunner(env_cfg, vae_path=vae_path, mdnrnn_path=mdnrnn_path,
-                           use_mu=cfg.use_mu, device="cpu", workers=cfg.workers, pool=pool)
+                           use_mu=cfg.use_mu, device="cpu", workers=cfg.workers, pool=pool,
+                           features=cfg.features)
     # Real-mode candidates may drive shorter episodes than the evaluations: their own runner.
     train_runner = runner
     if dream is None and 0 < cfg.real_max_steps < env_cfg.max_steps:
         train_runner = EpisodeRunner(replace(env_cfg, max_steps=cfg.real_max_steps),
                                      vae_path=vae_path, mdnrnn_path=mdnrnn_path,
                                      use_mu=cfg.use_mu, device="cpu", workers=cfg.workers,
-                                     pool=pool)
+                                     pool=pool, features=cfg.features)
     logger = Logger(tb_dir if tb_dir is not None else out / runs.TB, echo=not progress)
     bar = tqdm(total=cfg.generations, initial=es.generation, desc="train-controller",
                unit="gen", disable=not progress)
