@@ -63,7 +63,7 @@ class _Worker:
             controller = Controller(z_dim=vae.z_dim, hidden_size=mdnrnn.hidden_size,
                                     action_dim=self.world.action_dim,
                                     action_map=self.world.action_map,
-                                    features=spec.get("features", "zh"))
+                                    features=spec["features"])
             self.agent = WorldModelsAgent(vae, mdnrnn, controller, device=spec["device"],
                                           use_mu=spec["use_mu"])
 

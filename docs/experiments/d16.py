@@ -52,7 +52,7 @@ def main() -> None:
             with EpisodeRunner(preset.env, vae_path=agent.sources["vae"],
                                mdnrnn_path=agent.sources["mdnrnn"],
                                use_mu=bool(agent.controller_config.get("use_mu", False)),
-                               workers=2) as runner:
+                               features=agent.controller.features, workers=2) as runner:
                 returns, lengths = runner.run([(params, s) for s in seeds])
             row = {"run": str(run), "c": c, "best_real": summary["best_real"],
                    "best_generation": summary["best_generation"],
