@@ -1,8 +1,8 @@
 #!/bin/bash
 # D20 (device part): Take Cover's data scale. One collection of EPS sticky episodes (seed 0),
-# one V (2 epochs of at most FR frames each, as doom-laptop's V time), then several Ms on the
+# one V (2 epochs of at most FR frames each), then several Ms on the
 # same latents side by side on the GPU; C is trained afterwards on the 2-core CPU here
-# (docs/experiments/d20_cpu.sh). Each M's run folder comes back without its .npz data, and
+# (docs/experiments/d20_cpu.py). Each M's run folder comes back without its .npz data, and
 # with the optimizer state dropped from vae.pt / rnn.pt (the V before encode and M read it,
 # so every recorded sha256 matches); vae.pt travels in 15 MB pieces.
 #   run (device): bash docs/experiments/d20_gpu.sh     (carry .whl: make_site_zip.sh doom)
