@@ -17,26 +17,32 @@ from worldmodels.commands.evaluate import evaluate_agent
 from worldmodels.commands.iterate import choose_round0
 from worldmodels.config import Preset, from_dict, with_values
 
-p = argparse.ArgumentParser()
-p.add_argument("variants", nargs="+")
-p.add_argument("--controllers", type=int, default=2)
-p.add_argument("--no-test", action="store_true")
-p.add_argument("--root", type=Path, default=Path("runs"))
-args = p.parse_args()
-torch.set_num_threads(2)
-for v in args.variants:
-    run = args.root / f"d20_{v}"
-    preset = from_dict(Preset, json.loads((run / "preset.json").read_text()))
-    preset = with_values(preset, {"iterate.controllers": args.controllers, "controller.workers": 2,
-                                  "eval.workers": 2})
-    controller = choose_round0(run, preset, device="cpu", progress=False)
-    print(f"d20 {v}: kept {controller}", flush=True)
-    if args.no_test:
-        continue
-    out = run / "eval" / "results.json"
-    old = json.loads(out.read_text()) if out.exists() else {}
-    if old.get("controller") != str(controller):
-        evaluate_agent(controller, episodes=preset.eval.episodes, workers=2, env_cfg=preset.env,
-                       use_mu=preset.eval.use_mu, device="cpu", out_path=out, progress=False)
-    res = json.loads(out.read_text())
-    print(f"d20 {v}: test {res.get('mean')} +- {res.get('std')}", flush=True)
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("variants", nargs="+")
+    p.add_argument("--controllers", type=int, default=2)
+    p.add_argument("--no-test", action="store_true")
+    p.add_argument("--root", type=Path, default=Path("runs"))
+    args = p.parse_args()
+    torch.set_num_threads(2)
+    for v in args.variants:
+        run = args.root / f"d20_{v}"
+        preset = from_dict(Preset, json.loads((run / "preset.json").read_text()))
+        preset = with_values(preset, {"iterate.controllers": args.controllers, "controller.workers": 2,
+                                      "eval.workers": 2})
+        controller = choose_round0(run, preset, device="cpu", progress=False)
+        print(f"d20 {v}: kept {controller}", flush=True)
+        if args.no_test:
+            continue
+        out = run / "eval" / "results.json"
+        old = json.loads(out.read_text()) if out.exists() else {}
+        if old.get("controller") != str(controller):
+            evaluate_agent(controller, episodes=preset.eval.episodes, workers=2, env_cfg=preset.env,
+                           use_mu=preset.eval.use_mu, device="cpu", out_path=out, progress=False)
+        res = json.loads(out.read_text())
+        print(f"d20 {v}: test {res.get('mean')} +- {res.get('std')}", flush=True)
+
+
+if __name__ == "__main__":  # the real-env workers are spawned processes
+    main()
