@@ -41,7 +41,7 @@ def main() -> None:
             evaluate_agent(controller, episodes=preset.eval.episodes, workers=2, env_cfg=preset.env,
                            use_mu=preset.eval.use_mu, device="cpu", out_path=out, progress=False)
         res = json.loads(out.read_text())
-        print(f"d20 {v}: test {res.get('mean')} +- {res.get('std')}", flush=True)
+        print(f"d20 {v}: test {res['summary']['mean']:.1f} +- {res['summary']['std']:.1f}", flush=True)
 
 
 if __name__ == "__main__":  # the real-env workers are spawned processes
