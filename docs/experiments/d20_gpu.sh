@@ -3,7 +3,7 @@
 # one V (2 epochs of at most FR frames each), then several Ms on the
 # same latents side by side on the GPU; C is trained afterwards on the 2-core CPU here
 # (docs/experiments/d20_cpu.py). Each M's run folder comes back without its .npz data, and
-# with the optimizer state dropped from vae.pt / rnn.pt (the V before encode and M read it,
+# with the optimizer state dropped from vae.pt / mdnrnn.pt (the V before encode and M read it,
 # so every recorded sha256 matches); vae.pt travels in 15 MB pieces.
 #   run (device): bash docs/experiments/d20_gpu.sh     (carry .whl: make_site_zip.sh doom)
 #   test (here):  SITE=0 PRESET=doom-debug EPS=6 FR=0 DEV=cpu WK=2 OUT=/tmp/d20t bash docs/experiments/d20_gpu.sh
@@ -11,12 +11,7 @@ PRESET=${PRESET:-doom-laptop}; EPS=${EPS:-2500}; FR=${FR:-400000}; DEV=${DEV:-cu
 O=${OUT:-/tmp/gpu_out}; mkdir -p "$O" runs; export PYTHONUNBUFFERED=1
 VARIANTS=${VARIANTS:-"m256e12:--rnn.epochs 12;m256e24:--rnn.epochs 24;m512e16:--rnn.hidden-size 512 --rnn.epochs 16"}
 MLIMIT=${MLIMIT:-530}  # the Ms stop this many seconds after the start (their folders still come back)
-if [ "${SITE:-1}" = 1 ] && [ -f .whl/site.zip ] && [ ! -f /tmp/site/.unpacked ]; then
-  python3 -m zipfile -e .whl/site.zip /tmp/site || exit 1
-  chmod +x /tmp/site/vizdoom/vizdoom 2>/dev/null; touch /tmp/site/.unpacked
-  python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . > "$O/pip.log" 2>&1 || { cat "$O/pip.log"; exit 1; }
-fi
-[ "${SITE:-1}" = 1 ] && [ -f /tmp/site/.unpacked ] && export PYTHONPATH=/tmp/site
+. docs/experiments/device_site.sh  # .whl/site.zip -> /tmp/site, PYTHONPATH
 T0=$(date +%s); log() { echo "[$(date +%T) +$(( $(date +%s) - T0 ))s] $*" | tee -a "$O/d20.log"; }
 log "start; $(nvidia-smi -L 2>&1 | head -1); $(python3 -c 'import torch;print(torch.__version__, torch.cuda.is_available())' 2>&1 | tail -1)"
 A="--preset $PRESET --collect.seed 0 --vae.seed 0 --rnn.seed 0 --controller.seed 0

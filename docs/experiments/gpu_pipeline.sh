@@ -15,12 +15,7 @@
 NAME=${NAME:-run}; SEEDS=${SEEDS:-"1 2"}; PRESET=${PRESET:-doom-laptop}; DEV=${DEV:-cuda}
 LIMIT=${LIMIT:-480}; WK=${WK:-7}; O=${OUT:-/tmp/gpu_out}; mkdir -p $O runs
 export PYTHONUNBUFFERED=1
-if [ -f .whl/site.zip ] && [ ! -f /tmp/site/.unpacked ]; then
-  python3 -m zipfile -e .whl/site.zip /tmp/site || exit 1
-  chmod +x /tmp/site/vizdoom/vizdoom 2>/dev/null; touch /tmp/site/.unpacked
-  python3 -m pip install -q --no-deps --no-build-isolation --no-index -e . > $O/pip.log 2>&1 || { cat $O/pip.log; exit 1; }
-fi
-export PYTHONPATH=/tmp/site
+. docs/experiments/device_site.sh  # .whl/site.zip -> /tmp/site, PYTHONPATH
 T0=$(date +%s); log() { echo "[$(date +%T) +$(( $(date +%s) - T0 ))s] $*" | tee -a $O/$NAME.log; }
 log "start; $(nvidia-smi -L 2>&1 | head -1); $(python3 -c 'import torch;print(torch.__version__, torch.cuda.is_available())' 2>&1 | tail -1)"
 for S in $SEEDS; do
