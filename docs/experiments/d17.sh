@@ -19,5 +19,5 @@ for S in ${SEEDS:-2 0 1}; do
   worldmodels --threads 2 pipeline --preset doom-laptop --run-dir $R \
     --collect.seed $S --vae.seed $S --rnn.seed $S --controller.seed $S \
     --iterate.controllers $C --no-progress $ARGS
-  echo "$TAG s$S end $(date -u +%FT%TZ) rc=$?"
+  rc=$?; echo "$TAG s$S end $(date -u +%FT%TZ) rc=$rc"
 done

@@ -15,6 +15,7 @@ import torch
 
 from worldmodels.commands.evaluate import evaluate_agent
 from worldmodels.commands.iterate import choose_round0
+from worldmodels.commands.pipeline import _finished_evaluation
 from worldmodels.config import Preset, from_dict, with_values
 
 
@@ -31,17 +32,23 @@ def main() -> None:
         preset = from_dict(Preset, json.loads((run / "preset.json").read_text()))
         preset = with_values(preset, {"iterate.controllers": args.controllers, "controller.workers": 2,
                                       "eval.workers": 2})
-        controller = choose_round0(run, preset, device="cpu", progress=False)
-        print(f"d20 {v}: kept {controller}", flush=True)
-        if args.no_test:
-            continue
-        out = run / "eval" / "results.json"
-        old = json.loads(out.read_text()) if out.exists() else {}
-        if old.get("controller") != str(controller):
-            evaluate_agent(controller, episodes=preset.eval.episodes, workers=2, env_cfg=preset.env,
-                           use_mu=preset.eval.use_mu, device="cpu", out_path=out, progress=False)
-        res = json.loads(out.read_text())
-        print(f"d20 {v}: test {res['summary']['mean']:.1f} +- {res['summary']['std']:.1f}", flush=True)
+        choose_and_test(run, preset, test=not args.no_test, label=f"d20 {v}")
+
+
+def choose_and_test(run: Path, preset: Preset, test: bool, label: str) -> None:
+    """Round 0's Cs and choice in ``run`` (as the pipeline), then the kept C's test into
+    ``run/eval/results.json`` unless that file already scores it (the pipeline's own check,
+    by the C's sha256 and the episodes). Also used by d21.py."""
+    controller = choose_round0(run, preset, device="cpu", progress=False)
+    print(f"{label}: kept {controller}", flush=True)
+    if not test:
+        return
+    out = run / "eval" / "results.json"
+    if _finished_evaluation(out, Path(controller), preset) is None:  # the pipeline's rule (sha256)
+        evaluate_agent(controller, episodes=preset.eval.episodes, workers=2, env_cfg=preset.env,
+                       use_mu=preset.eval.use_mu, device="cpu", out_path=out, progress=False)
+    res = json.loads(out.read_text())
+    print(f"{label}: test {res['summary']['mean']:.1f} +- {res['summary']['std']:.1f}", flush=True)
 
 
 if __name__ == "__main__":  # the real-env workers are spawned processes

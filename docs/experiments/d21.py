@@ -16,9 +16,8 @@ import os
 from pathlib import Path
 
 import torch
+from d20_cpu import choose_and_test  # docs/experiments is on sys.path when run as a script
 
-from worldmodels.commands.evaluate import evaluate_agent
-from worldmodels.commands.iterate import choose_round0
 from worldmodels.config import Preset, from_dict, to_json, with_values
 
 SHARED = ("rollouts", "latents", "vae", "rnn")  # what the new folder takes from the run
@@ -53,18 +52,7 @@ def main() -> None:
     values |= {"iterate.controllers": args.controllers, "controller.workers": 2, "eval.workers": 2}
     preset = with_values(from_dict(Preset, json.loads((run / "preset.json").read_text())), values)
     (new / "preset.json").write_text(to_json(preset) + "\n")  # the folder records its own values
-    controller = choose_round0(new, preset, device="cpu", progress=False)
-    print(f"d21 {new.name}: kept {controller}", flush=True)
-    if not args.test:
-        return
-    out = new / "eval" / "results.json"
-    old = json.loads(out.read_text()) if out.exists() else {}
-    if old.get("controller") != str(controller):
-        evaluate_agent(controller, episodes=preset.eval.episodes, workers=2, env_cfg=preset.env,
-                       use_mu=preset.eval.use_mu, device="cpu", out_path=out, progress=False)
-    res = json.loads(out.read_text())
-    print(f"d21 {new.name}: test {res['summary']['mean']:.1f} +- {res['summary']['std']:.1f}", flush=True)
-
+    choose_and_test(new, preset, test=args.test, label=f"d21 {new.name}")
 
 if __name__ == "__main__":  # the real-env workers are spawned processes
     main()

@@ -10,7 +10,7 @@ worldmodels --threads 2 pipeline --preset doom-laptop --run-dir $R \
   --collect.seed $S --vae.seed $S --rnn.seed $S --controller.seed $S \
   --collect.episodes 2500 --rnn.epochs 12 --iterate.controllers 2 --no-progress \
   --vae.max-frames-per-epoch 175000
-echo "d22 s$S pipeline end $(date -u +%FT%TZ) rc=$?"
+rc=$?; echo "d22 s$S pipeline end $(date -u +%FT%TZ) rc=$rc"
 for C in controller controller_c1; do
   if ! grep -q "$C/controller_best.pt" $R/eval/results.json 2>/dev/null; then
     worldmodels --threads 2 evaluate --preset doom-laptop --controller $R/$C/controller_best.pt \

@@ -7,22 +7,27 @@ episodes and scored (R^2) on others. The episodes are driven by a dream-trained 
 gas offset per episode, so speed varies between and within episodes.
 With a third argument, a V trained on whole frames (`--env.crop-rows 96`, the dashboard
 kept), the probes also read that V's z of the same frames ("z96").
-Run: python speed_probe.py CONTROLLER [EPISODES [VAE_96]]
+Session 19 (E22) added M's LSTM cell c ("c", "z+h+c": does c carry the speed that h does
+not?) and a shipped agent's folder as the first argument (e.g. agents/zoo/carracing).
+Run: python speed_probe.py CONTROLLER_OR_AGENT_DIR [EPISODES [VAE_96]]
 """
 import json
 import sys
+from pathlib import Path
 
 import numpy as np
 import torch
-
 from worldmodels.agents.world_models_agent import WorldModelsAgent
-from worldmodels.config import EnvConfig
 from worldmodels.envs import make_env
+
+from worldmodels.config import EnvConfig
 from worldmodels.vae import frames_to_tensor, load_vae
 from worldmodels.worlds import CARRACING, preprocess_frame
 
 torch.set_num_threads(1)
-agent = WorldModelsAgent.from_checkpoints(sys.argv[1])
+src = Path(sys.argv[1])
+agent = (WorldModelsAgent.from_checkpoints(src / "controller.pt", src / "vae.pt", src / "mdnrnn.pt")
+         if src.is_dir() else WorldModelsAgent.from_checkpoints(src))
 n = int(sys.argv[2]) if len(sys.argv) > 2 else 8
 v96 = load_vae(sys.argv[3])[0] if len(sys.argv) > 3 else None
 env = make_env(EnvConfig(env_id="worldmodels/CarRacingFast-v3", max_steps=1000))
@@ -32,8 +37,9 @@ for i in range(n):
     seed, off = 900_000 + i, offsets[i % len(offsets)]
     agent.reset(seed)
     obs, info = env.reset(seed=seed)
-    Z, H, S, Z96, ret = [], [], [], [], 0.0
+    Z, H, S, Z96, C, ret = [], [], [], [], [], 0.0
     while True:
+        C.append(agent.state[1][0][0].numpy().copy())  # M's cell before this step, as h
         a = agent.act(obs, noise=np.array([0.0, off, 0.0], dtype=np.float32))
         Z.append(agent.last["mu"][0].numpy())
         H.append(agent.last["h"][0].numpy())
@@ -47,7 +53,7 @@ for i in range(n):
         S.append((v[0] ** 2 + v[1] ** 2) ** 0.5)
         if term or trunc:
             break
-    data.append((np.array(Z), np.array(H), np.array(S), np.array(Z96)))
+    data.append((np.array(Z), np.array(H), np.array(S), np.array(Z96), np.array(C)))
     print(f"episode {i}: gas offset {off:+.1f} return {ret:.0f} speed {np.mean(S):.1f} "
           f"(p10 {np.percentile(S, 10):.1f}, p90 {np.percentile(S, 90):.1f})", flush=True)
 
@@ -65,7 +71,8 @@ def r2(feats, train, test, lam=1.0):
 
 
 feats = {"z": lambda d: d[0], "h": lambda d: d[1], "z+h": lambda d: np.hstack([d[0], d[1]]),
-         "z, z_t - z_t-1": lambda d: np.hstack([d[0], np.diff(d[0], axis=0, prepend=d[0][:1])])}
+         "z, z_t - z_t-1": lambda d: np.hstack([d[0], np.diff(d[0], axis=0, prepend=d[0][:1])]),
+         "c": lambda d: d[4], "z+h+c": lambda d: np.hstack([d[0], d[1], d[4]])}
 if v96 is not None:
     feats["z96"] = lambda d: d[3]
     feats["z96+h"] = lambda d: np.hstack([d[3], d[1]])
