@@ -610,20 +610,22 @@ PRESETS["doom-debug"] = Preset(
                                 dream_max_steps=100, eval_every=0, features="zch"),
     eval=EvalConfig(episodes=2),
 )
-# D9 and D10 of docs/dream_experiments.md (seeds 0 / 1 / 2: 758.5 / 731.8 / 532.5 over the 100
-# test episodes, 57 minutes end to end on 2 cores; D6, 4 Ms each with its own C, scored 758.5
-# on seed 0 in 77 minutes; the first recipe, per-step random data and a thresholded done
-# head, scored 170.5): sticky random data (episodes that reach the walls), dones sampled from
-# M's done head, and 3 Cs in one M's dream, each with its own CMA-ES seed, the C best on 32
-# validation episodes kept (C's seed decides as much as M's: D8).
+# D22 of docs/dream_experiments.md (session 20: seeds 0 / 1 / 2 test 676.0 / 723.5 / 714.3 =
+# 704.6 for the kept C, 717.8 for all 6 Cs, against 655.2 and 646.5 for D18's 500 episodes,
+# M 60 epochs and 3 Cs; 39-40 minutes end to end on session 20's 2-core machine): 2,500
+# sticky random episodes (each random action held 1-50 steps, so episodes reach the walls),
+# V on as many images as before (2 epochs of 175k random frames), M on the same number of
+# updates (12 epochs), dones sampled from M's done head, and 2 Cs in M's dream, each with its
+# own CMA-ES seed, the C best on 32 validation episodes kept (C's seed decides as much as
+# M's: D8). D9 / D10 (500 episodes, 60 epochs, 3 Cs) and D6 (4 Ms) came before.
 PRESETS["doom-laptop"] = Preset(
     name="doom-laptop",
     env=_DOOM,
-    collect=CollectConfig(episodes=500, workers=2, policy="sticky"),
-    vae=VAEConfig(z_dim=64, epochs=2, val_episodes=10, lr=1e-3),
-    # ~170k steps of ~350-step episodes: short sequences and many epochs, so that M sees
-    # each of the ~500 deaths many times.
-    rnn=replace(_DOOM_RNN, z_dim=64, hidden_size=256, seq_len=100, batch_size=32, epochs=60,
+    collect=CollectConfig(episodes=2500, workers=2, policy="sticky"),
+    vae=VAEConfig(z_dim=64, epochs=2, val_episodes=10, lr=1e-3, max_frames_per_epoch=175_000),
+    # ~875k steps of ~350-step episodes: short sequences, so that M sees each of the ~2,500
+    # deaths; 12 epochs are the updates 60 epochs of 500 episodes gave (D22).
+    rnn=replace(_DOOM_RNN, z_dim=64, hidden_size=256, seq_len=100, batch_size=32, epochs=12,
                 val_episodes=10),
     # No candidate's fitness is a real return: CMA-ES ranks them by dream returns alone; the
     # CMA mean is scored on 32 validation episodes (seeds disjoint from the test seeds) every
@@ -635,7 +637,7 @@ PRESETS["doom-laptop"] = Preset(
                                 dream_max_steps=2100, temperature=1.15, sample_done=True,
                                 eval_every=20, eval_episodes=32, features="zch"),
     eval=EvalConfig(episodes=100),
-    iterate=IterateConfig(controllers=3),
+    iterate=IterateConfig(controllers=2),
 )
 PRESETS["doom-paper"] = Preset(
     name="doom-paper",
