@@ -93,17 +93,18 @@ def test_every_field_of_every_section_is_an_option_of_pipeline_with_its_docstrin
 
 
 def test_presets_compose_in_order_and_explicit_options_win():
-    laptop = PRESETS["laptop"]
-    assert pipeline_preset() == laptop                                 # the default
-    dream_branch = pipeline_preset("--preset", "laptop", "--preset", "dream-e1", "--preset",
-                                   "branch")
-    assert dream_branch.name == "laptop+dream-e1+branch"
+    assert pipeline_preset() == PRESETS["laptop"]                      # the default
+    dream_branch = pipeline_preset("--preset", "laptop-real", "--preset", "dream-e1",
+                                   "--preset", "branch")
+    assert dream_branch.name == "laptop-real+dream-e1+branch"
     assert dream_branch.controller.rollouts_per_candidate == 32       # branch over dream-e1
     assert dream_branch.controller.dream_start == "branch" and dream_branch.iterate.rounds == 4
     branch_dream = pipeline_preset("--preset", "branch", "--preset", "dream-e1")  # over laptop
     assert branch_dream.name == "laptop+branch+dream-e1"
     assert branch_dream.controller.rollouts_per_candidate == 8        # dream-e1 over branch
-    explicit = pipeline_preset("--controller.rollouts-per-candidate", "4", "--preset", "laptop",
+    assert branch_dream.controller.dream_max_steps == 200             # what laptop holds
+    explicit = pipeline_preset("--controller.rollouts-per-candidate", "4", "--preset",
+                               "laptop-real",
                                "--preset", "dream-e1", "--preset", "branch",
                                "--iterate.rounds", "1")
     assert explicit == replace(
@@ -114,7 +115,8 @@ def test_presets_compose_in_order_and_explicit_options_win():
 
 
 # collect.max_steps of every preset of 0.1.0 (each equal to its env.max_steps), removed since
-COLLECT_MAX_STEPS_0_1_0 = {"debug": 100, "laptop": 1000, "paper": 1000, "laptop-dream": 1000,
+COLLECT_MAX_STEPS_0_1_0 = {"debug": 100, "laptop": 1000, "laptop-real": 1000, "paper": 1000,
+                           "laptop-dream": 1000,
                            "doom-debug": 100, "doom-laptop": 2100, "doom-paper": 2100}
 
 
@@ -133,26 +135,29 @@ def test_a_preset_json_of_0_1_0_reads_back_unless_its_collect_max_steps_cut_epis
         from_dict(Preset, old)
 
 
-def test_laptop_dream_is_laptop_with_the_dream_overlay():
-    laptop = PRESETS["laptop"]
-    assert PRESETS["laptop-dream"] == replace(
-        laptop, name="laptop-dream",
-        rnn=replace(laptop.rnn, dropout=0.05, reward_clip=5.0),
+def test_laptop_is_laptop_real_with_the_dream_overlay():
+    real = PRESETS["laptop-real"]
+    assert real.controller.mode == "real" and real.iterate.rounds == 0
+    assert PRESETS["laptop"].controller.mode == "dream"   # the default trains C in the dream
+    assert PRESETS["laptop-dream"] == replace(PRESETS["laptop"], name="laptop-dream")  # old name
+    assert PRESETS["laptop"] == replace(
+        real, name="laptop",
+        rnn=replace(real.rnn, dropout=0.05, reward_clip=5.0),
         controller=ControllerConfig(mode="dream", popsize=32, rollouts_per_candidate=32,
                                     generations=20, eval_every=10, eval_episodes=16,
                                     dream_start="branch", dream_max_steps=200,
                                     dream_dropout=0.1),
         iterate=IterateConfig(rounds=1, episodes=100, models=4))
     # E13's settings: E9's command (docs/dream_experiments.md) with one round of four Ms
-    e9 = pipeline_preset("--preset", "laptop", "--preset", "dropout", "--preset", "branch",
+    e9 = pipeline_preset("--preset", "laptop-real", "--preset", "dropout", "--preset", "branch",
                          "--controller.mode", "dream", "--controller.popsize", "32",
                          "--controller.generations", "20", "--controller.eval-every", "10",
                          "--controller.eval-episodes", "16", "--controller.real-max-steps", "0",
                          "--iterate.rounds", "2", "--iterate.episodes", "100",
                          "--rnn.reward-clip", "5", "--iterate.rounds", "1", "--iterate.models", "4")
-    assert replace(e9, name="laptop-dream") == PRESETS["laptop-dream"]
-    assert replace(compose_presets(["laptop", "dream"]), name="laptop-dream") == \
-        PRESETS["laptop-dream"]
+    assert replace(e9, name="laptop") == PRESETS["laptop"]
+    assert replace(compose_presets(["laptop-real", "dream"]), name="laptop") == PRESETS["laptop"]
+    assert replace(compose_presets(["laptop", "dream"]), name="laptop") == PRESETS["laptop"]
     for name in OVERLAYS:    # every overlay applies over every full preset
         for full in PRESETS:
             compose_presets([full, name])

@@ -268,6 +268,31 @@ def test_a_run_folder_of_0_1_0_resumes_with_the_same_command(tmp_path, capsys):
     assert "max_steps" not in read_json(run / "preset.json")["collect"]   # this version's
 
 
+def test_a_run_folder_of_another_preset_is_refused_with_the_preset_to_resume_it(tmp_path, capsys):
+    run = tmp_path / "run"
+    base = ["pipeline", "--run-dir", str(run), "--until", "collect", "--collect.workers", "1",
+            "--env.max-steps", "20", "--device", "cpu", "--no-progress"]
+    assert main([*base, "--preset", "debug", "--collect.episodes", "2"]) == 0
+    recorded = (run / "preset.json").read_bytes()
+    assert main([*base, "--preset", "debug", "--collect.episodes", "2",
+                 "--collect.seed", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "different config (seed: 0 -> 5)" in err and "started with" not in err, err
+    assert main([*base, "--preset", "debug", "--preset", "branch", "--collect.episodes", "2",
+                 "--collect.seed", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "started with --preset debug" in err and "asks for --preset debug+branch" in err, err
+    assert (run / "preset.json").read_bytes() == recorded      # the refused run changed nothing
+    # A folder of the `laptop` of before session 21 (C in the real env) names `laptop-real`.
+    old = read_json(run / "preset.json")
+    old["name"], old["controller"]["mode"] = "laptop", "real"
+    (run / "preset.json").write_text(json.dumps(old))
+    assert main([*base, "--preset", "debug", "--collect.episodes", "2",
+                 "--collect.seed", "5"]) == 2
+    err = capsys.readouterr().err
+    assert "pass --preset laptop-real to resume it" in err, err
+
+
 # --- worldmodels play ----------------------------------------------------------------------------
 
 @pytest.mark.slow

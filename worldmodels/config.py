@@ -6,16 +6,17 @@ checkpoint, so a checkpoint can rebuild its model without guesswork.
 
 Presets:
 - ``debug``: seconds per stage; for smoke tests and trying the commands.
-- ``laptop``: the whole pipeline in about an hour or two on a 2-core CPU machine, C trained
-  in the real env (the paper's CarRacing protocol).
-- ``laptop-dream``: ``laptop`` with the ``dream`` overlay: the same V and M sizes, C trained only
-  in M's dream over 4 iterative rounds (``worldmodels.commands.iterate``).
+- ``laptop`` (the default): the whole pipeline on a 2-core CPU machine, C trained only in M's
+  dream with one iterative round (``laptop-real`` plus the ``dream`` overlay;
+  ``worldmodels.commands.iterate``). ``laptop-dream`` is the same preset under its old name.
+- ``laptop-real``: the same V and M sizes, C trained in the real env (the paper's CarRacing
+  protocol; ``laptop`` before session 21).
 - ``paper``: the sizes of Ha & Schmidhuber (2018) for CarRacing.
 - ``doom-debug``, ``doom-laptop``, ``doom-paper``: VizDoom Take Cover, C trained only in M's
   dream (the paper's section 4), needs the ``[doom]`` extra.
 
 Overlays (``OVERLAYS``) are partial presets, a few ``SECTION.FIELD`` values applied over a full
-preset: ``--preset laptop --preset dream --preset dropout``. On the command line every field is
+preset: ``--preset laptop-real --preset dream-e1 --preset dropout``. On the command line every field is
 an option ``--SECTION.FIELD VALUE`` (``--rnn.epochs 30``, ``--controller.dream-start branch``;
 underscores written as dashes), applied over all the presets.
 
@@ -508,10 +509,10 @@ PRESETS: dict[str, Preset] = {
         ),
         eval=EvalConfig(episodes=2),
     ),
-    # The paper's CarRacing protocol: C in the real env (a dream of an M learnt from 200
-    # random episodes is exploited by C; README, "Results").
-    "laptop": Preset(
-        name="laptop",
+    # The paper's CarRacing protocol: C in the real env (504.7, re-run 426; README, "Results").
+    # It was `laptop` until session 21; `laptop` is now this plus the `dream` overlay.
+    "laptop-real": Preset(
+        name="laptop-real",
         collect=CollectConfig(episodes=200, workers=2),
         vae=VAEConfig(epochs=3, val_episodes=8, lr=1e-3),
         rnn=MDNRNNConfig(seq_len=100, batch_size=64, epochs=20, val_episodes=8),
@@ -555,9 +556,10 @@ _BRANCH = {"controller.dream_start": "branch", "controller.dream_max_steps": 200
 
 OVERLAYS: dict[str, Overlay] = {
     # C learns only in M's dream, iteratively (C drives, M learns from what it did, C learns
-    # again in the new dream): E13 of docs/dream_experiments.md, the best dream protocol so far
-    # (3 seeds: 445.3 +- 83.5 on the 100 test tracks, ~445k real env steps). Not yet the
-    # default over `laptop` (C in the real env: 504.7, re-run 426).
+    # again in the new dream): E13 of docs/dream_experiments.md, the best dream protocol
+    # measured end to end (3 seeds: 445.3 +- 83.5 on the 100 test tracks, ~445k real env
+    # steps; the real-env `laptop-real`: 504.7, re-run 426, ~610k steps). `laptop` is
+    # `laptop-real` with this overlay.
     "dream": Overlay(
         "C only in M's dream (E13): branched 200-step dreams (pop 32 x 32), dropout masks, "
         "M on rewards clipped to +-5, 1 round of 100 episodes with 4 Ms (each its own C, the "
@@ -590,8 +592,11 @@ DEFAULT_PRESET = "laptop"
 """The full preset of a command given no ``--preset`` (or only overlays)."""
 
 
-PRESETS["laptop-dream"] = replace(with_values(PRESETS["laptop"], OVERLAYS["dream"].values),
-                                  name="laptop-dream")
+# The product's default: C trained only in M's dream (issue "The dream works"). `laptop-dream`
+# is its name from before session 21, kept so that older commands and run folders still work.
+PRESETS["laptop"] = replace(with_values(PRESETS["laptop-real"], OVERLAYS["dream"].values),
+                            name="laptop")
+PRESETS["laptop-dream"] = replace(PRESETS["laptop"], name="laptop-dream")
 
 # The second world (the paper's section 4): VizDoom Take Cover, C trained only in M's dream.
 # M has a done head and no reward head (a dream pays 1 per step survived), C one output

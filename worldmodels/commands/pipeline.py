@@ -9,9 +9,10 @@ Stage options come from ``--preset`` (a full preset, then overlays applied in or
 overridden with ``--SECTION.FIELD VALUE`` (sections: env, collect, vae, rnn, controller, eval,
 iterate, cluster), e.g.::
 
-    worldmodels pipeline --preset laptop --run-dir runs/laptop --collect.episodes 100
-    worldmodels pipeline --preset laptop --preset dream --preset dropout --run-dir runs/dream \
-        --iterate.rounds 2 --iterate.warm-start
+    worldmodels pipeline --preset laptop --run-dir runs/laptop     # C only in M's dream
+    worldmodels pipeline --preset laptop-real --run-dir runs/real   # C in the real env
+    worldmodels pipeline --preset laptop-real --preset dream-e1 --preset dropout \
+        --run-dir runs/e2 --iterate.rounds 2 --iterate.warm-start
 
 ``--cluster.backend ray`` (and ``--cluster.ray-address HOST:PORT``) runs collection,
 C's training and the evaluation on a Ray cluster (``worldmodels.backends``).
@@ -29,7 +30,7 @@ from typing import Any, Callable
 
 from ..cli import add_config_arguments, add_device_argument, add_preset_argument, preset_from_args
 from ..config import SECTIONS, Preset, to_dict
-from ..runs import RunLayout, print_already_finished
+from ..runs import RunConfigMismatch, RunLayout, print_already_finished
 from ..utils import atomic_write_json, read_json, resolve_device
 
 STAGES = ("collect", "train-vae", "encode", "train-rnn", "train-controller", "round0-models",
@@ -69,6 +70,7 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
     # went through (a rerun with options a stage refuses leaves it as it was).
     if not layout.preset.exists():
         atomic_write_json(layout.preset, to_dict(preset))
+    started_as = _recorded_preset(layout.preset)
     paths = {"rollouts": layout.rollouts, "vae": layout.vae, "latents": layout.latents,
              "rnn": layout.rnn, "controller": layout.controller_best, "eval": layout.results}
     steps: list[tuple[str, Callable[[], Any]]] = [
@@ -106,7 +108,13 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
     for name, step in steps:
         print(f"== {name}", flush=True)
         start = time.perf_counter()
-        result = step()
+        try:
+            result = step()
+        except RunConfigMismatch as e:
+            hint = _preset_hint(started_as, preset, layout.preset)
+            if hint is None:
+                raise
+            raise RunConfigMismatch(f"{e}. {hint}") from None
         timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - start, 1)
         atomic_write_json(layout.timings, timings)
         if name in ("train-controller", "round0-models", "iterate") and result is not None:
@@ -141,6 +149,34 @@ def _kept_rnn(layout: RunLayout, stage: str) -> Path | None:
             return Path(kept["rnn"])
         return _kept_rnn(layout, "round0-models")
     return None
+
+
+def _recorded_preset(path: Path) -> dict[str, Any] | None:
+    """A run's preset.json (None when missing or unreadable)."""
+    try:
+        recorded = read_json(path)
+    except (OSError, ValueError):
+        return None
+    return recorded if isinstance(recorded, dict) else None
+
+
+def _preset_hint(recorded: dict[str, Any] | None, preset: Preset, path: Path) -> str | None:
+    """What to pass to resume a run folder whose stages refuse ``preset``, from the preset the
+    folder recorded (None when it recorded this very preset or another one of the same name,
+    or nothing readable)."""
+    if recorded is None or recorded == to_dict(preset):
+        return None
+    name = recorded.get("name", "?")
+    mode = recorded.get("controller", {}).get("mode") if isinstance(
+        recorded.get("controller"), dict) else None
+    if name == "laptop" and mode == "real" and preset.controller.mode != "real":
+        return (f"This run folder ({path}) was started with the `laptop` of before session 21, "
+                f"which trained C in the real env: that preset is now `laptop-real` (`laptop` "
+                f"trains C in M's dream); pass --preset laptop-real to resume it")
+    if name == preset.name:
+        return None   # the same preset, other options: the stage's message says which
+    return (f"This run folder was started with --preset {name} ({path}; this run asks for "
+            f"--preset {preset.name}): pass the preset and options it ran with to resume it")
 
 
 def _finished_evaluation(results: Path, controller: Path, preset: Preset) -> dict[str, Any] | None:
