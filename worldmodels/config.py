@@ -16,9 +16,9 @@ Presets:
   dream (the paper's section 4), needs the ``[doom]`` extra.
 
 Overlays (``OVERLAYS``) are partial presets, a few ``SECTION.FIELD`` values applied over a full
-preset: ``--preset laptop-real --preset dream-e1 --preset dropout``. On the command line every field is
-an option ``--SECTION.FIELD VALUE`` (``--rnn.epochs 30``, ``--controller.dream-start branch``;
-underscores written as dashes), applied over all the presets.
+preset: ``--preset laptop-real --preset dream-e1 --preset dropout``. On the command line every
+field is an option ``--SECTION.FIELD VALUE`` (``--rnn.epochs 30``, ``--controller.dream-start
+branch``; underscores written as dashes), applied over all the presets.
 
 Every preset runs its parallel work on this machine (``ClusterConfig.backend = "local"``);
 ``--cluster.backend ray`` runs it on a Ray cluster.

@@ -70,7 +70,6 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
     # went through (a rerun with options a stage refuses leaves it as it was).
     if not layout.preset.exists():
         atomic_write_json(layout.preset, to_dict(preset))
-    started_as = _recorded_preset(layout.preset)
     paths = {"rollouts": layout.rollouts, "vae": layout.vae, "latents": layout.latents,
              "rnn": layout.rnn, "controller": layout.controller_best, "eval": layout.results}
     steps: list[tuple[str, Callable[[], Any]]] = [
@@ -111,7 +110,7 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
         try:
             result = step()
         except RunConfigMismatch as e:
-            hint = _preset_hint(started_as, preset, layout.preset)
+            hint = _preset_hint(layout.preset, preset)
             if hint is None:
                 raise
             raise RunConfigMismatch(f"{e}. {hint}") from None
@@ -151,24 +150,19 @@ def _kept_rnn(layout: RunLayout, stage: str) -> Path | None:
     return None
 
 
-def _recorded_preset(path: Path) -> dict[str, Any] | None:
-    """A run's preset.json (None when missing or unreadable)."""
+def _preset_hint(path: Path, preset: Preset) -> str | None:
+    """What to pass to resume a run folder whose stages refuse ``preset``, from the preset its
+    ``path`` (RUN/preset.json, written only before and after the stages) recorded: None when
+    it recorded this very preset or another one of the same name, or nothing readable."""
     try:
         recorded = read_json(path)
     except (OSError, ValueError):
         return None
-    return recorded if isinstance(recorded, dict) else None
-
-
-def _preset_hint(recorded: dict[str, Any] | None, preset: Preset, path: Path) -> str | None:
-    """What to pass to resume a run folder whose stages refuse ``preset``, from the preset the
-    folder recorded (None when it recorded this very preset or another one of the same name,
-    or nothing readable)."""
-    if recorded is None or recorded == to_dict(preset):
+    if not isinstance(recorded, dict) or recorded == to_dict(preset):
         return None
     name = recorded.get("name", "?")
-    mode = recorded.get("controller", {}).get("mode") if isinstance(
-        recorded.get("controller"), dict) else None
+    controller = recorded.get("controller")
+    mode = controller.get("mode") if isinstance(controller, dict) else None
     if name == "laptop" and mode == "real" and preset.controller.mode != "real":
         return (f"This run folder ({path}) was started with the `laptop` of before session 21, "
                 f"which trained C in the real env: that preset is now `laptop-real` (`laptop` "
