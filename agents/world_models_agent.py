@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from worldmodels.checkpoint import CheckpointError, check_parent, load_checkpoint, load_state
+from worldmodels.checkpoint import CheckpointError, check_parent, load_checkpoint, load_state, recorded_parent
 from worldmodels.controller import Controller
 from worldmodels.mdnrnn import MDNRNN, load_mdnrnn, sample_z
 from worldmodels.vae import ConvVAE, frames_to_tensor, load_vae, tensor_to_frames
@@ -186,6 +186,7 @@ def load_controller(path: str | os.PathLike) -> tuple[Controller, dict]:
 def _parent_path(given, extra: dict, key: str, controller_path) -> Path:
     if given is not None:
         return Path(given)
-    if key not in extra:
+    found = recorded_parent(extra, key, controller_path)
+    if found is None:
         raise CheckpointError(f"{controller_path} records no {key}; pass the path explicitly")
-    return Path(extra[key])
+    return found

@@ -14,6 +14,8 @@ from worldmodels.checkpoint import (
     checkpoint_sha256,
     load_checkpoint,
     load_state,
+    recorded_parent,
+    relative_parents,
     save_checkpoint,
 )
 from worldmodels.config import (
@@ -36,7 +38,14 @@ from worldmodels.data import (
     read_shard,
     write_shard,
 )
-from worldmodels.runs import RunConfigMismatch, is_done, mark_done, start_run
+from worldmodels.runs import (
+    RunConfigMismatch,
+    input_folders,
+    is_done,
+    mark_done,
+    release,
+    start_run,
+)
 from worldmodels.utils import atomic_write
 from worldmodels.vae import ConvVAE
 
@@ -208,6 +217,47 @@ def test_run_folder_refuses_other_config(tmp_path):
     mark_done(tmp_path / "r", {"ok": 1})
     assert is_done(tmp_path / "r")
     assert json.loads((tmp_path / "r" / "done.json").read_text()) == {"ok": 1}
+
+
+def test_input_folders_are_recorded_relative_to_the_run_so_a_moved_run_resumes(tmp_path):
+    run = tmp_path / "run"
+    (run / "latents").mkdir(parents=True)
+    out = run / "rounds" / "01" / "rnn"
+    record = input_folders([run / "latents", run / "rounds" / "01" / "latents"], out, "data")
+    assert record == [os.path.join("..", "..", "..", "latents"), os.path.join("..", "latents")]
+    start_run(out, {"data": record}, "train-rnn")
+    release(out)  # the stage ended
+    # the whole run moved: the same inputs name the same record, and it resumes
+    moved = tmp_path / "moved"
+    run.rename(moved)
+    out = moved / "rounds" / "01" / "rnn"
+    again = input_folders([moved / "latents", moved / "rounds" / "01" / "latents"], out, "data")
+    assert again == record
+    start_run(out, {"data": again}, "train-rnn")
+    # other inputs are another record (refused by start_run as another config)
+    assert input_folders([moved / "latents"], out, "data") != record
+    # a record of an earlier version named the folders by absolute path: kept as it was
+    old = tmp_path / "old"
+    absolute = [str((tmp_path / "latents").resolve())]
+    start_run(old, {"data": absolute}, "train-rnn")
+    assert input_folders([tmp_path / "latents"], old, "data") == absolute
+    assert input_folders([tmp_path / "other"], old, "data") == [os.path.join("..", "other")]
+
+
+def test_a_checkpoint_finds_its_parents_where_the_moved_run_folder_put_them(tmp_path):
+    run = tmp_path / "run"
+    c_path, vae = run / "controller" / "controller.pt", run / "vae" / "vae.pt"
+    extra = {"vae_path": str(vae), **relative_parents(c_path, vae_path=vae)}
+    assert extra["vae_path_rel"] == os.path.join("..", "vae", "vae.pt")
+    assert recorded_parent(extra, "vae_path", c_path) == vae   # nothing there yet: as recorded
+    moved = tmp_path / "moved" / "controller" / "controller.pt"
+    moved.parent.mkdir(parents=True)
+    (tmp_path / "moved" / "vae").mkdir()
+    (tmp_path / "moved" / "vae" / "vae.pt").write_bytes(b"v")
+    assert recorded_parent(extra, "vae_path", moved) == moved.parent / extra["vae_path_rel"]
+    # a relative recorded path (the shipped agents') is read from the checkpoint's folder
+    assert recorded_parent({"vae_path": "vae.pt"}, "vae_path", moved) == moved.parent / "vae.pt"
+    assert recorded_parent({}, "vae_path", moved) is None
 
 
 # --- logger ----------------------------------------------------------------------------------

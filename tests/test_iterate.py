@@ -2,12 +2,14 @@
 masks in the dream and in M's training, the exploit detector, and that no candidate's fitness
 is ever a real-env return."""
 
+import os
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from worldmodels.agents.world_models_agent import WorldModelsAgent
 
 from worldmodels import runs, seeds
 from worldmodels.checkpoint import checkpoint_sha256, load_checkpoint, save_checkpoint
@@ -159,8 +161,9 @@ def test_train_rnn_on_several_folders_refuses_latents_of_another_v(tmp_path, mak
                      progress=False)
     done = runs.read_done(tmp_path / "m")
     assert done["train_episodes"] == 4  # 2 of r0 (its last is validation) + 2 of r1
+    # named relative to M's folder (a moved run folder resumes)
     assert read_json(tmp_path / "m" / "config.json")["config"]["data"] == [
-        str((tmp_path / d).resolve()) for d in ("l0", "l1")]
+        os.path.join("..", d) for d in ("l0", "l1")]
     # Dreams start from the first frames of every training episode.
     assert load_checkpoint(path)["extra"]["initial_mu"].shape == (4, Z)
     with pytest.raises(ValueError, match="another V"):
@@ -319,7 +322,9 @@ def test_eval_start_skips_the_early_evaluations_and_keeps_the_last(
 
 def iterate_preset():
     p = tiny_preset()
-    return replace(p, controller=replace(p.controller, eval_every=3, eval_episodes=1),
+    # dreams branched from the rounds' data, as the laptop preset's
+    return replace(p, controller=replace(p.controller, eval_every=3, eval_episodes=1,
+                                         dream_start="branch"),
                    iterate=IterateConfig(rounds=2, episodes=2, workers=1, recon_frames=20))
 
 
@@ -354,9 +359,10 @@ def test_iterate_two_rounds_resume_and_honest_protocol(tmp_path, monkeypatch):
         assert len(manifest) == 2 and all('"policy": "agent"' in m for m in manifest)
         assert all(checkpoint_sha256(prev_c) in m for m in manifest)
         # M of round k learnt from every round's latents so far.
+        # (named relative to M's folder: the run folder can be moved)
         data = read_json(rd / "rnn" / "config.json")["config"]["data"]
-        assert data == [str((full / "latents").resolve())] + [
-            str((full / "rounds" / f"{j:02d}" / "latents").resolve()) for j in range(1, k + 1)]
+        assert [(rd / "rnn" / d).resolve() for d in data] == [(full / "latents").resolve()] + [
+            (full / "rounds" / f"{j:02d}" / "latents").resolve() for j in range(1, k + 1)]
     steps = sum(r["collect_steps"] + r["validation_steps"] for r in rounds)
     assert summary["real_steps_total"] == steps == rounds[-1]["real_steps_cumulative"]
     assert all(r["train_real_steps"] == 0 for r in rounds)
@@ -388,6 +394,24 @@ def test_iterate_two_rounds_resume_and_honest_protocol(tmp_path, monkeypatch):
         sub = Path("rounds") / f"{k:02d}" / "controller" / "controller.pt"
         torch.testing.assert_close(load_checkpoint(full / sub)["model"],
                                    load_checkpoint(cut / sub)["model"], rtol=0, atol=0)
+
+    # The run folder moved whole: the same command resumes it there, redoes nothing (no real
+    # episode, no file of a stage rewritten) and the chosen C loads the moved folder's V and M.
+    moved = tmp_path / "moved"
+    for lock in cut.rglob(runs.LOCK):  # the stages' locks, as when the process ended
+        runs.release(lock.parent)
+    cut.rename(moved)
+    stamps = {p: p.stat().st_mtime_ns for p in moved.rglob("*.pt")}
+    played = len(seen)
+    run_pipeline(moved, preset, device="cpu", until="iterate", progress=False)
+    assert len(seen) == played
+    assert {p: p.stat().st_mtime_ns for p in moved.rglob("*.pt")} == stamps
+    summary = read_json(moved / "iterate.json")
+    assert [r["evals"] for r in summary["rounds"]] == [r["evals"] for r in again]
+    chosen = Path(summary["chosen"]["controller"])
+    assert moved in chosen.parents
+    agent = WorldModelsAgent.from_checkpoints(chosen)
+    assert all(moved in Path(p).parents for p in agent.sources.values()), agent.sources
 
 
 @pytest.mark.slow
@@ -717,6 +741,6 @@ def test_branched_dreams_in_train_controller(agent_models, tmp_path, make_rollou
     train_controller(vae, rnn, tmp_path / "c", cfg, ENV, device="cpu", progress=False,
                      branch_data=[latents])
     record = read_json(tmp_path / "c" / "config.json")["config"]
-    assert record["branch_data"] == [str(latents.resolve())]
+    assert record["branch_data"] == [os.path.join("..", "latents")]   # relative to C's folder
     with pytest.raises(ValueError, match="dream_start"):
         ControllerConfig(dream_start="middle")

@@ -407,7 +407,8 @@ def test_cli_parser_from_the_module_alone(tmp_path, capsys):
                               "--no-rnn.predict-done", "--device", "cpu", "--no-progress"])
     assert tr.run(args) == 0
     record = runs.read_json(tmp_path / "two" / "config.json")["config"]
-    assert record["data"] == [str(latents.resolve()), str(more.resolve())]
+    assert [(tmp_path / "two" / d).resolve() for d in record["data"]] == [
+        latents.resolve(), more.resolve()]   # named relative to M's folder
     assert record["init_sha256"] == checkpoint_sha256(tmp_path / "rnn" / "mdnrnn.pt")
 
 

@@ -124,3 +124,33 @@ def check_parent(ckpt: dict, key: str, parent_path: str | os.PathLike) -> None:
         raise CheckpointError(
             f"{ckpt.get('path')} was trained against a different {key.removesuffix('_sha256')} "
             f"checkpoint (sha256 {expected[:12]}...), but {parent_path} has sha256 {actual[:12]}...")
+
+
+def relative_parents(path: str | os.PathLike, **parents: str | os.PathLike) -> dict[str, str]:
+    """``{"<key>_rel": parent path relative to the folder of checkpoint ``path``}`` for each
+    ``<key>=parent``: recorded beside the absolute ``<key>``, so that a run folder moved or
+    copied whole finds its own parents (:func:`recorded_parent`)."""
+    folder = Path(path).resolve().parent
+    out = {}
+    for key, parent in parents.items():
+        try:
+            out[f"{key}_rel"] = os.path.relpath(Path(parent).resolve(), folder)
+        except ValueError:  # another drive (Windows): the absolute path alone
+            pass
+    return out
+
+
+def recorded_parent(extra: dict, key: str, path: str | os.PathLike) -> Path | None:
+    """The parent checkpoint that checkpoint ``path`` records under ``key`` in its ``extra``
+    (e.g. a C's ``vae_path``), None when it records none: where it lies relative to ``path``
+    (``<key>_rel``) when that file exists, so that a moved or copied run folder uses its own
+    copy; else the recorded path, a relative one read from ``path``'s folder (the shipped
+    agents name their parts so)."""
+    rel = extra.get(f"{key}_rel")
+    folder = Path(path).parent
+    if rel is not None and (folder / rel).is_file():
+        return folder / rel
+    if key not in extra:
+        return None
+    recorded = Path(extra[key])
+    return recorded if recorded.is_absolute() else folder / recorded

@@ -14,6 +14,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
@@ -112,6 +113,27 @@ def start_run(folder: str | os.PathLike, config: dict[str, Any], stage: str,
     else:
         atomic_write_json(path, record)
     return folder
+
+
+def input_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike, key: str,
+                  filename: str = CONFIG) -> list[str]:
+    """How the record of the stage writing ``out`` names its input ``folders`` (record field
+    ``key``): relative to ``out``, so that a run folder moved or copied whole resumes there and
+    reads its own inputs, not the source's. A record of an earlier version, which named the same
+    folders by absolute path, is kept as it was (the run resumes); a folder on another drive
+    than ``out`` (Windows) is named by absolute path."""
+    out_abs = Path(out).resolve()
+    absolute = [str(Path(d).resolve()) for d in folders]
+    path = Path(out) / filename
+    if path.is_file():
+        old = read_json(path)
+        config = old.get("config") if isinstance(old, dict) else None
+        if isinstance(config, dict) and config.get(key) == absolute:
+            return absolute
+    try:
+        return [os.path.relpath(d, out_abs) for d in absolute]
+    except ValueError:  # no relative path between drives
+        return absolute
 
 
 def _without_new_defaults(new: Any, old: Any) -> Any:

@@ -9,6 +9,7 @@
 #   SRC=/work/runs/ld_s0 DST=/work/runs/e24_s0 S=0 bash docs/experiments/e24.sh
 # Extra pipeline options after the variables (ARGS) change the arm, e.g.
 #   ARGS="--collect.episode-offset 0 --collect.action-noise-dims 0,1" (noise dims alone).
+# WMOPTS="--threads 1" for two forks at once on 2 cores.
 set -euo pipefail
 SRC=${SRC:?finished laptop run folder}; DST=${DST:?fork folder}; S=${S:-0}
 ARGS=${ARGS:-"--collect.episode-offset 0.15 --collect.action-noise-dims 0,1"}
@@ -30,6 +31,6 @@ os.remove(path)
 open(path, "w").write(text)
 PY
 fi
-# shellcheck disable=SC2086  # ARGS is a list of options
-worldmodels pipeline --preset laptop --run-dir "$DST" --collect.seed "$S" --vae.seed "$S" \
+# shellcheck disable=SC2086  # ARGS and WMOPTS are lists of options
+worldmodels ${WMOPTS:-} pipeline --preset laptop --run-dir "$DST" --collect.seed "$S" --vae.seed "$S" \
   --rnn.seed "$S" --controller.seed "$S" $ARGS --no-progress "$@"

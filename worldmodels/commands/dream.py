@@ -78,10 +78,11 @@ def run(args: argparse.Namespace) -> int:
     apply_agent(args)
     if args.controller is not None and (args.vae is None or args.rnn is None):
         from ..agents.world_models_agent import load_controller
+        from ..checkpoint import recorded_parent
 
         extra = load_controller(args.controller)[1].get("extra", {})
-        args.vae = args.vae or extra.get("vae_path")
-        args.rnn = args.rnn or extra.get("mdnrnn_path")
+        args.vae = args.vae or recorded_parent(extra, "vae_path", args.controller)
+        args.rnn = args.rnn or recorded_parent(extra, "mdnrnn_path", args.controller)
     if args.vae is None or args.rnn is None:
         raise CLIError("give --vae V.pt and --rnn M.pt, --controller C.pt or --agent NAME")
     if args.record and Path(args.record).suffix.lower() not in VIDEO_EXTENSIONS:

@@ -46,7 +46,7 @@ from tqdm import tqdm
 
 from .. import runs
 from ..backends import RayDream, connect, is_ray, open_pool
-from ..checkpoint import check_parent, checkpoint_sha256, load_checkpoint, save_checkpoint
+from ..checkpoint import check_parent, checkpoint_sha256, load_checkpoint, relative_parents, save_checkpoint
 from ..cli import (
     add_config_arguments,
     add_device_argument,
@@ -102,7 +102,7 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
         if not branch_data:
             raise ValueError("controller.dream_start 'branch' (--controller.dream-start) needs "
                              "the latent folders to start the dreams from (--branch-data)")
-        run_record["branch_data"] = [str(Path(d).resolve()) for d in branch_data]
+        run_record["branch_data"] = runs.input_folders(branch_data, out, "branch_data")
     if init is not None:
         run_record["init_sha256"] = checkpoint_sha256(init)
     runs.start_run(out, run_record, stage="train-controller")
@@ -145,6 +145,8 @@ def train_controller(vae_path: str | os.PathLike, mdnrnn_path: str | os.PathLike
         save_checkpoint(path, kind="controller", config=asdict(cfg), model=controller.state_dict(),
                         model_args=controller.model_args, step=es.generation, parents=parents,
                         extra={"vae_path": str(vae_path), "mdnrnn_path": str(mdnrnn_path),
+                               **relative_parents(path, vae_path=vae_path,
+                                                  mdnrnn_path=mdnrnn_path),
                                "z_dim": z_dim, "hidden_size": hidden_size,
                                "best_real": state["best_real"],
                                "best_generation": state["best_generation"],

@@ -294,7 +294,7 @@ def train_rnn(latent_dir: str | os.PathLike | Sequence[str | os.PathLike],
     parents = {"vae_sha256": encoded["vae_sha256"]}
     run_config = {**asdict(cfg), **parents}
     if len(dirs) > 1:
-        run_config["data"] = [str(d.resolve()) for d in dirs]
+        run_config["data"] = runs.input_folders(dirs, out_dir, "data")
     if init is not None:
         init = Path(init)
         if not init.is_file():
