@@ -147,16 +147,21 @@ def test_laptop_is_laptop_real_with_the_dream_overlay():
                                     generations=20, eval_every=10, eval_episodes=16,
                                     dream_start="branch", dream_max_steps=200,
                                     dream_dropout=0.1),
-        iterate=IterateConfig(rounds=1, episodes=100, models=4))
-    # E13's settings: E9's command (docs/dream_experiments.md) with one round of four Ms
+        iterate=IterateConfig(rounds=1, episodes=100, models=4),
+        collect=replace(real.collect, episode_offset=0.15, action_noise_dims="0,1"))
+    # E13's settings: E9's command (docs/dream_experiments.md) with one round of four Ms, and
+    # E24's episode offset in round 1
     e9 = pipeline_preset("--preset", "laptop-real", "--preset", "dropout", "--preset", "branch",
                          "--controller.mode", "dream", "--controller.popsize", "32",
                          "--controller.generations", "20", "--controller.eval-every", "10",
                          "--controller.eval-episodes", "16", "--controller.real-max-steps", "0",
                          "--iterate.rounds", "2", "--iterate.episodes", "100",
-                         "--rnn.reward-clip", "5", "--iterate.rounds", "1", "--iterate.models", "4")
+                         "--rnn.reward-clip", "5", "--iterate.rounds", "1", "--iterate.models", "4",
+                         "--collect.episode-offset", "0.15", "--collect.action-noise-dims", "0,1")
     assert replace(e9, name="laptop") == PRESETS["laptop"]
-    assert replace(compose_presets(["laptop-real", "dream"]), name="laptop") == PRESETS["laptop"]
+    offset = {"collect": replace(real.collect, episode_offset=0.15, action_noise_dims="0,1")}
+    assert replace(compose_presets(["laptop-real", "dream"]), name="laptop",
+                   **offset) == PRESETS["laptop"]
     assert replace(compose_presets(["laptop", "dream"]), name="laptop") == PRESETS["laptop"]
     for name in OVERLAYS:    # every overlay applies over every full preset
         for full in PRESETS:

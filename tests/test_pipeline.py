@@ -291,6 +291,13 @@ def test_a_run_folder_of_another_preset_is_refused_with_the_preset_to_resume_it(
                  "--collect.seed", "5"]) == 2
     err = capsys.readouterr().err
     assert "pass --preset laptop-real to resume it" in err, err
+    # A folder of session 21's `laptop` (round 1 without the episode offset) names the options.
+    old["controller"]["mode"], old["collect"]["episode_offset"] = "dream", 0.0
+    (run / "preset.json").write_text(json.dumps(old))
+    assert main([*base, "--preset", "debug", "--collect.episodes", "2", "--collect.seed", "5",
+                 "--collect.episode-offset", "0.15"]) == 2
+    err = capsys.readouterr().err
+    assert "--collect.episode-offset 0 --collect.action-noise-dims '' to resume it" in err, err
 
 
 # --- worldmodels play ----------------------------------------------------------------------------

@@ -167,6 +167,13 @@ def _preset_hint(path: Path, preset: Preset) -> str | None:
         return (f"This run folder ({path}) was started with the `laptop` of before session 21, "
                 f"which trained C in the real env: that preset is now `laptop-real` (`laptop` "
                 f"trains C in M's dream); pass --preset laptop-real to resume it")
+    collect = recorded.get("collect")
+    offset = collect.get("episode_offset", 0.0) if isinstance(collect, dict) else None
+    if (name in ("laptop", "laptop-dream") and mode == "dream" and offset == 0.0
+            and preset.collect.episode_offset > 0):
+        return (f"This run folder ({path}) was started with the `laptop` of session 21, whose "
+                f"round 1 was collected without the episode offset (E23); pass "
+                f"--collect.episode-offset 0 --collect.action-noise-dims '' to resume it")
     if name == preset.name:
         return None   # the same preset, other options: the stage's message says which
     return (f"This run folder was started with --preset {name} ({path}; this run asks for "
