@@ -462,6 +462,38 @@ def test_several_ms_per_round_keep_the_c_with_the_best_validation(tmp_path):
 
 
 @pytest.mark.slow
+def test_stop_at_ends_the_rounds_once_a_kept_c_validates_high_enough(tmp_path, monkeypatch,
+                                                                     capsys):
+    from worldmodels.commands import iterate as iterate_mod
+    from worldmodels.commands.pipeline import run_pipeline
+
+    # Round 1's Cs validate at 600 (the tiny world's Cs cannot drive): the stop is reached there.
+    real_summary = iterate_mod._controller_summary
+
+    def summary(folder):
+        out = real_summary(folder)
+        if "01" in Path(folder).parts:
+            out["best_val_return"] = 600.0
+        return out
+
+    monkeypatch.setattr(iterate_mod, "_controller_summary", summary)
+    p = iterate_preset()
+    preset = replace(p, iterate=replace(p.iterate, rounds=3, stop_at=500.0))
+    run_pipeline(tmp_path, preset, device="cpu", until="iterate", progress=False)
+    assert "validated at 600.0 >= iterate.stop_at 500; no round 2" in capsys.readouterr().out
+    rounds = read_json(tmp_path / "iterate.json")["rounds"]
+    assert [r["round"] for r in rounds] == [0, 1] and not (tmp_path / "rounds" / "02").exists()
+    assert read_json(tmp_path / "iterate.json")["chosen"]["round"] == 1
+    # rerun: the same stop, nothing more collected
+    run_pipeline(tmp_path, preset, device="cpu", until="iterate", progress=False)
+    assert [r["round"] for r in read_json(tmp_path / "iterate.json")["rounds"]] == [0, 1]
+    # a stop above every validation runs every round
+    higher = replace(preset, iterate=replace(preset.iterate, stop_at=1000.0, rounds=2))
+    run_pipeline(tmp_path, higher, device="cpu", until="iterate", progress=False)
+    assert [r["round"] for r in read_json(tmp_path / "iterate.json")["rounds"]] == [0, 1, 2]
+
+
+@pytest.mark.slow
 def test_round0_models_keep_the_best_validated_c_and_the_rounds_start_from_it(tmp_path,
                                                                               monkeypatch,
                                                                               capsys):
@@ -528,6 +560,9 @@ def test_round0_models_need_validation():
     with pytest.raises(ValueError, match="controllers.*--controller.eval-every"):
         replace(p, controller=replace(p.controller, eval_every=0),
                 iterate=replace(p.iterate, controllers=2))
+    with pytest.raises(ValueError, match="stop-at.*--controller.eval-every"):
+        replace(p, controller=replace(p.controller, eval_every=0),
+                iterate=replace(p.iterate, stop_at=300.0))
 
 
 @pytest.mark.slow

@@ -297,7 +297,8 @@ def test_a_run_folder_of_another_preset_is_refused_with_the_preset_to_resume_it(
     assert main([*base, "--preset", "debug", "--collect.episodes", "2", "--collect.seed", "5",
                  "--collect.episode-offset", "0.15"]) == 2
     err = capsys.readouterr().err
-    assert "--collect.episode-offset 0 --collect.action-noise-dims '' to resume it" in err, err
+    assert ("--collect.episode-offset 0 --collect.action-noise-dims '' --iterate.rounds 1 to "
+            "resume it") in err, err
 
 
 # --- worldmodels play ----------------------------------------------------------------------------

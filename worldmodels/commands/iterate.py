@@ -68,6 +68,11 @@ def _best_validated(items: list[dict[str, Any]]) -> dict[str, Any] | None:
     return max(scored, key=lambda x: x["best_val_return"]) if scored else None
 
 
+def _reached(r: dict[str, Any], stop_at: float) -> bool:
+    """Whether round ``r``'s kept C validated at or above ``iterate.stop_at`` (0: never)."""
+    return stop_at > 0 and r["best_val_return"] is not None and r["best_val_return"] >= stop_at
+
+
 def _candidate(rd: runs.RunLayout, i: int) -> tuple[Path, Path, str]:
     """M's folder, C's folder and the TensorBoard prefix of a round's i-th M (0: the round's own
     rnn/ and controller/, as with a single M)."""
@@ -160,6 +165,11 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
     try:
         _log_round(logger, rounds)
         for k in range(1, it.rounds + 1):
+            if _reached(rounds[-1], it.stop_at):
+                print(f"== iterate: the C of round {k - 1} validated at "
+                      f"{rounds[-1]['best_val_return']:.1f} >= iterate.stop_at {it.stop_at:g}; "
+                      f"no round {k}", flush=True)
+                break
             rd = layout.round(k)
             print(f"== iterate: round {k}/{it.rounds} (C of round {k - 1}: {controller})",
                   flush=True)

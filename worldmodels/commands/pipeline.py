@@ -173,7 +173,8 @@ def _preset_hint(path: Path, preset: Preset) -> str | None:
             and preset.collect.episode_offset > 0):
         return (f"This run folder ({path}) was started with the `laptop` of session 21, whose "
                 f"round 1 was collected without the episode offset (E23); pass "
-                f"--collect.episode-offset 0 --collect.action-noise-dims '' to resume it")
+                f"--collect.episode-offset 0 --collect.action-noise-dims '' --iterate.rounds 1 to "
+                f"resume it as it ran")
     if name == preset.name:
         return None   # the same preset, other options: the stage's message says which
     return (f"This run folder was started with --preset {name} ({path}; this run asks for "
