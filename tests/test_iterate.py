@@ -320,6 +320,20 @@ def test_eval_start_skips_the_early_evaluations_and_keeps_the_last(
 
 # --- the iterative loop ----------------------------------------------------------------------
 
+def set_validation(monkeypatch, change) -> None:
+    """The pipeline reads each C's best validation return as ``change(C's folder, return)``."""
+    from worldmodels.commands import iterate
+
+    real = iterate._controller_summary
+
+    def summary(folder):
+        out = real(folder)
+        out["best_val_return"] = change(folder, out["best_val_return"])
+        return out
+
+    monkeypatch.setattr(iterate, "_controller_summary", summary)
+
+
 def iterate_preset():
     p = tiny_preset()
     # dreams branched from the rounds' data, as the laptop preset's
@@ -464,19 +478,10 @@ def test_several_ms_per_round_keep_the_c_with_the_best_validation(tmp_path):
 @pytest.mark.slow
 def test_stop_at_ends_the_rounds_once_a_kept_c_validates_high_enough(tmp_path, monkeypatch,
                                                                      capsys):
-    from worldmodels.commands import iterate as iterate_mod
     from worldmodels.commands.pipeline import run_pipeline
 
     # Round 1's Cs validate at 600 (the tiny world's Cs cannot drive): the stop is reached there.
-    real_summary = iterate_mod._controller_summary
-
-    def summary(folder):
-        out = real_summary(folder)
-        if "01" in Path(folder).parts:
-            out["best_val_return"] = 600.0
-        return out
-
-    monkeypatch.setattr(iterate_mod, "_controller_summary", summary)
+    set_validation(monkeypatch, lambda folder, v: 600.0 if "01" in Path(folder).parts else v)
     p = iterate_preset()
     preset = replace(p, iterate=replace(p.iterate, rounds=3, stop_at=500.0))
     run_pipeline(tmp_path, preset, device="cpu", until="iterate", progress=False)
@@ -568,19 +573,11 @@ def test_round0_models_need_validation():
 @pytest.mark.slow
 def test_several_cs_per_m_each_its_own_cma_seed_the_best_validated_kept(tmp_path, monkeypatch,
                                                                        capsys):
-    from worldmodels.commands import iterate
     from worldmodels.commands.pipeline import run_pipeline
 
     # M 0's second C (controller_c1) is made the best, so keeping the pipeline's own C fails.
-    summary_of = iterate._controller_summary
-
-    def c1_validates_best(folder):
-        out = summary_of(folder)
-        if folder.name == "controller_c1":
-            out["best_val_return"] += 100.0
-        return out
-
-    monkeypatch.setattr(iterate, "_controller_summary", c1_validates_best)
+    set_validation(monkeypatch, lambda folder, v: v + 100.0 if folder.name == "controller_c1"
+                   else v)
     p = iterate_preset()
     preset = replace(p, iterate=replace(p.iterate, rounds=0, round0_models=1, controllers=2))
     summary = run_pipeline(tmp_path, preset, device="cpu", progress=False)
