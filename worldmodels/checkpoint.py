@@ -26,7 +26,7 @@ from typing import Any
 import torch
 
 from . import __version__
-from .utils import atomic_write, sha256_file
+from .utils import atomic_write, relative_path, sha256_file
 
 
 class CheckpointError(RuntimeError):
@@ -130,14 +130,9 @@ def relative_parents(path: str | os.PathLike, **parents: str | os.PathLike) -> d
     """``{"<key>_rel": parent path relative to the folder of checkpoint ``path``}`` for each
     ``<key>=parent``: recorded beside the absolute ``<key>``, so that a run folder moved or
     copied whole finds its own parents (:func:`recorded_parent`)."""
-    folder = Path(path).resolve().parent
-    out = {}
-    for key, parent in parents.items():
-        try:
-            out[f"{key}_rel"] = os.path.relpath(Path(parent).resolve(), folder)
-        except ValueError:  # another drive (Windows): the absolute path alone
-            pass
-    return out
+    rel = {key: relative_path(parent, Path(path).resolve().parent)
+           for key, parent in parents.items()}
+    return {f"{key}_rel": r for key, r in rel.items() if r is not None}  # None: another drive
 
 
 def recorded_parent(extra: dict, key: str, path: str | os.PathLike) -> Path | None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO, Any
 
-from .utils import atomic_write_json, read_json, remove_stale_temp_files
+from .utils import atomic_write_json, read_json, relative_path, remove_stale_temp_files
 
 CONFIG = "config.json"
 DONE = "done.json"
@@ -122,7 +122,6 @@ def input_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike, 
     reads its own inputs, not the source's. A record of an earlier version, which named the same
     folders by absolute path, is kept as it was (the run resumes); a folder on another drive
     than ``out`` (Windows) is named by absolute path."""
-    out_abs = Path(out).resolve()
     absolute = [str(Path(d).resolve()) for d in folders]
     path = Path(out) / filename
     if path.is_file():
@@ -130,10 +129,8 @@ def input_folders(folders: Sequence[str | os.PathLike], out: str | os.PathLike, 
         config = old.get("config") if isinstance(old, dict) else None
         if isinstance(config, dict) and config.get(key) == absolute:
             return absolute
-    try:
-        return [os.path.relpath(d, out_abs) for d in absolute]
-    except ValueError:  # no relative path between drives
-        return absolute
+    relative = [relative_path(d, out) for d in absolute]
+    return absolute if None in relative else [str(r) for r in relative]
 
 
 def _without_new_defaults(new: Any, old: Any) -> Any:

@@ -77,6 +77,16 @@ def read_json(path: str | os.PathLike) -> Any:
         raise ValueError(f"cannot parse {path}: {e}") from e
 
 
+def relative_path(path: str | os.PathLike, folder: str | os.PathLike) -> str | None:
+    """``path`` relative to ``folder`` (both resolved), None where there is none (another drive,
+    on Windows): how run records name a file or folder of the same run, so that a run folder
+    moved or copied whole still finds it."""
+    try:
+        return os.path.relpath(Path(path).resolve(), Path(folder).resolve())
+    except ValueError:
+        return None
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
