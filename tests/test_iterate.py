@@ -605,6 +605,28 @@ def test_several_cs_per_m_each_its_own_cma_seed_the_best_validated_kept(tmp_path
     assert read_json(tmp_path / "round0_models.json") == record
 
 
+@pytest.mark.slow
+def test_round0_controllers_sets_round_0s_cs_apart_from_the_rounds(tmp_path):
+    from worldmodels.commands.pipeline import run_pipeline
+
+    p = iterate_preset()
+    preset = replace(p, iterate=replace(p.iterate, rounds=1, models=1, controllers=2,
+                                        round0_controllers=1))
+    assert preset.iterate.round0_cs == 1 and replace(p.iterate, controllers=3).round0_cs == 3
+    run_pipeline(tmp_path, preset, device="cpu", progress=False)
+    # round 0: the pipeline's one C, no other C and no choice among Cs
+    assert not (tmp_path / "controller_c1").exists()
+    assert not (tmp_path / "round0_models.json").exists()
+    # round 1: two Cs in its M's dream, each validated, the best of both rounds kept
+    cs = read_json(tmp_path / "iterate.json")["rounds"][1]["models"]
+    assert [Path(c["controller"]).parent.name for c in cs] == ["controller", "controller_c1"]
+    assert cs[0]["controller_seed"] != cs[1]["controller_seed"]
+    assert all(c["validation_steps"] > 0 for c in cs)
+    with pytest.raises(ValueError, match="round0-controllers.*--controller.eval-every"):
+        replace(p, controller=replace(p.controller, eval_every=0),
+                iterate=replace(p.iterate, round0_controllers=2))
+
+
 def test_a_run_folder_of_0_1_0_resumes_when_new_fields_keep_their_old_behaviour(tmp_path):
     # 0.1.0 wrote M's config without `dropout`: the same config with dropout 0 resumes it,
     # dropout 0.05 (another training) is refused.

@@ -380,6 +380,10 @@ class IterateConfig:
     best-validated C of all of them is kept (needs ``controller.eval_every`` > 0). A C costs less than
     an M and its C, and C's seed decides as much as M's: Take Cover's Cs of one M validated at 934, 772
     and 273 (notebook, D8)."""
+    round0_controllers: int = 0
+    """Cs trained in each of round 0's Ms' dreams, each with its own CMA-ES seed; 0: as ``controllers``.
+    CarRacing's round 0 dreams of random data teach every C to circle (notebook, E9, E23), so ``laptop``
+    spends its other Cs on the rounds only (E27)."""
     stop_at: float = 0.0
     """If > 0, no further round starts once a round's (or round 0's) kept C validates at or above this
     return (needs ``controller.eval_every`` > 0): ``rounds`` is then the most rounds a run spends, and a
@@ -388,7 +392,13 @@ class IterateConfig:
 
     def __post_init__(self) -> None:
         _check(self, at_least_one=("episodes", "workers", "models", "round0_models", "controllers"),
-               non_negative=("rounds", "recon_frames", "fine_tune_epochs", "stop_at"))
+               non_negative=("rounds", "recon_frames", "fine_tune_epochs", "stop_at",
+                             "round0_controllers"))
+
+    @property
+    def round0_cs(self) -> int:
+        """Cs per M in round 0: ``round0_controllers``, or ``controllers`` when that is 0."""
+        return self.round0_controllers or self.controllers
 
 
 @dataclass(frozen=True)
@@ -437,7 +447,7 @@ class Preset:
             raise ValueError(f"CollectConfig.action_noise_dims (--collect.action-noise-dims) is "
                              f"{self.collect.action_noise_dims!r}, but {self.env.env_id} has "
                              f"{world.action_dim} action dimensions (0..{world.action_dim - 1})")
-        for name in ("round0_models", "controllers"):
+        for name in ("round0_models", "controllers", "round0_controllers"):
             if getattr(self.iterate, name) > 1 and self.controller.eval_every == 0:
                 raise ValueError(f"IterateConfig.{name} ({option('iterate', name)}) is "
                                  f"{getattr(self.iterate, name)}: the run keeps the C with the best "

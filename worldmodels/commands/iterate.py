@@ -216,9 +216,11 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
 
 def train_models(rd: runs.RunLayout, n_models: int, latent_dirs: list[Path], preset: Preset,
                  rnn_cfg: MDNRNNConfig, device: str, progress: bool, init_m: Path | None = None,
-                 init_c: Path | None = None) -> list[dict[str, Any]]:
-    """Train (or resume) round ``rd.k``'s ``n_models`` Ms on ``latent_dirs`` and a C in each
-    one's dream. M i's seed is ``rnn_cfg.seed`` for i = 0 (the round's own rnn/ and
+                 init_c: Path | None = None, n_controllers: int | None = None
+                 ) -> list[dict[str, Any]]:
+    """Train (or resume) round ``rd.k``'s ``n_models`` Ms on ``latent_dirs`` and
+    ``n_controllers`` Cs (default ``iterate.controllers``) in each one's dream. M i's seed is
+    ``rnn_cfg.seed`` for i = 0 (the round's own rnn/ and
     controller/: in round 0 the pipeline's stages, already finished) and ``derive_seed(seed,
     k, i)`` for the others. Returns one summary per M (its seed, files and C's validation)."""
     from .train_controller import train_controller
@@ -231,7 +233,7 @@ def train_models(rd: runs.RunLayout, n_models: int, latent_dirs: list[Path], pre
         seed = rnn_cfg.seed if i == 0 else derive_seed(rnn_cfg.seed, rd.k, i, _MODEL_SEED_STREAM)
         m_path = train_rnn(latent_dirs, rnn_dir, replace(rnn_cfg, seed=seed), device=device,
                            tb_dir=rd.tb(tb + "rnn"), progress=progress, init=init_m)
-        for j in range(preset.iterate.controllers):
+        for j in range(preset.iterate.controllers if n_controllers is None else n_controllers):
             # C j of M i: j = 0 is M's own controller/ with the configured seed (as with one C)
             c_dir = c_dir0 if j == 0 else c_dir0.with_name(f"controller_c{j}")
             c_seed = (preset.controller.seed if j == 0 else
@@ -258,15 +260,15 @@ def _models_record(candidates: list[dict[str, Any]]) -> dict[str, Any]:
 
 def choose_round0(run_dir: Path, preset: Preset, device: str = "auto",
                   progress: bool = True) -> Path:
-    """``iterate.round0_models`` = K > 1 or ``iterate.controllers`` = J > 1: train round 0's
-    other Ms on the first collection and J Cs in each M's dream, and return the C with the best
-    validation score (M 0 and its first C are the pipeline's own train-rnn and
-    train-controller). The choice and every C's validation steps go to
+    """``iterate.round0_models`` = K > 1 or J > 1 Cs per M (``iterate.round0_controllers``, else
+    ``iterate.controllers``): train round 0's other Ms on the first collection and J Cs in each
+    M's dream, and return the C with the best validation score (M 0 and its first C are the
+    pipeline's own train-rnn and train-controller). The choice and every C's validation steps go to
     ``RUN/round0_models.json``; rerun, finished Ms and Cs are not redone."""
     layout = runs.RunLayout(Path(run_dir))
     dev = str(resolve_device(device))
     candidates = train_models(layout, preset.iterate.round0_models, [layout.latents], preset,
-                              preset.rnn, dev, progress)
+                              preset.rnn, dev, progress, n_controllers=preset.iterate.round0_cs)
     best = _best_validated(candidates) or candidates[0]
     atomic_write_json(layout.round0_models, {
         "chosen": {key: best[key] for key in ("model", "rnn", "controller_seed", "controller",

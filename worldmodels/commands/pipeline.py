@@ -87,9 +87,10 @@ def run_pipeline(run_dir: Path, preset: Preset, device: str = "auto", until: str
             paths["vae"], paths["rnn"], layout.controller_dir, preset.controller, preset.env,
             device=device, tb_dir=layout.tb("controller"), progress=progress,
             cluster=preset.cluster, branch_data=[paths["latents"]])),
-        # Round 0's other Ms and Cs, the best-validated C kept (iterate.round0_models, .controllers).
+        # Round 0's other Ms and Cs, the best-validated C kept (iterate.round0_models,
+        # .round0_controllers or else .controllers).
         ("round0-models", lambda: choose_round0(run_dir, preset, device=device, progress=progress)
-            if preset.iterate.round0_models > 1 or preset.iterate.controllers > 1 else None),
+            if preset.iterate.round0_models > 1 or preset.iterate.round0_cs > 1 else None),
         # Rounds of collect-with-C -> M -> C in the dream (skipped when iterate.rounds = 0).
         ("iterate", lambda: run_rounds(run_dir, preset, paths["controller"], device=device,
                                        progress=progress) if preset.iterate.rounds > 0 else None),
