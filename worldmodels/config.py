@@ -376,14 +376,15 @@ class IterateConfig:
     dream; the run keeps the C with the best validation score (needs ``controller.eval_every`` > 0). Take
     Cover: 2 of 7 seeds of the same recipe dodge, and 32 validation episodes tell which (notebook, D5)."""
     controllers: int = 1
-    """Cs trained in each M's dream (round 0's Ms and every round's), each with its own CMA-ES seed; the
+    """Cs trained in each M's dream (every round's, and round 0's unless ``round0_controllers`` says
+    otherwise), each with its own CMA-ES seed; the
     best-validated C of all of them is kept (needs ``controller.eval_every`` > 0). A C costs less than
     an M and its C, and C's seed decides as much as M's: Take Cover's Cs of one M validated at 934, 772
     and 273 (notebook, D8)."""
     round0_controllers: int = 0
     """Cs trained in each of round 0's Ms' dreams, each with its own CMA-ES seed; 0: as ``controllers``.
-    CarRacing's round 0 dreams of random data teach every C to circle (notebook, E9, E23), so ``laptop``
-    spends its other Cs on the rounds only (E27)."""
+    CarRacing's round 0 dreams of random data teach every C to circle (notebook, E9, E23): with
+    ``controllers 2, round0_controllers 1`` a run spends its other Cs on the rounds only (E27)."""
     stop_at: float = 0.0
     """If > 0, no further round starts once a round's (or round 0's) kept C validates at or above this
     return (needs ``controller.eval_every`` > 0): ``rounds`` is then the most rounds a run spends, and a
