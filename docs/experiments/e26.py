@@ -13,6 +13,9 @@ Run: S=0 ROUND=1 python docs/experiments/e26.py   (resumable: rerun after a kill
 E27 (the same script): J=1 GENS=20 DST=/work/runs/e27_sS trains a second C in each M's dream
 with the CMA-ES seed `iterate.controllers 2` gives C 1 of each M, 20 generations as `laptop`;
 the round's best over E24's 4 Cs and these 4 is scored where it is new.
+
+E29 (session 24, the same script): MODELS=0,3 J=1 ROUND=2 GENS=40 SRC=/work/runs/e27f_s1
+DST=/work/runs/e29_s1 trains only the listed Ms' C j on, to 40 generations.
 """
 import os
 import time
@@ -42,8 +45,10 @@ def main():
     t0, out = time.time(), {}
     # what E24's run had chosen once round k ended: the best validation of rounds 0..k
     prior = max(r["best_val_return"] for r in read_json(R / "iterate.json")["rounds"][:k + 1])
-    for i in range(preset.iterate.models):
+    models = os.environ.get("MODELS", "")
+    for i in ([int(m) for m in models.split(",")] if models else range(preset.iterate.models)):
         src_c = rnd / ("controller" if i == 0 else f"m{i}/controller")
+        src_j = src_c.parent / (f"{src_c.name}_c{j}" if j else src_c.name)  # C j's own folder
         m_path = rnd / ("rnn" if i == 0 else f"m{i}/rnn") / "mdnrnn.pt"
         rec = read_json(src_c / "config.json")["config"]
         ccfg = replace(from_dict(ControllerConfig, rec["controller"]), generations=gens)
@@ -54,7 +59,7 @@ def main():
                              device="cpu", progress=False,
                              branch_data=[(src_c / p).resolve() for p in rec["branch_data"]])
         evals = read_json(O / f"m{i}" / "done.json")["evals"]
-        before = read_json(src_c / "done.json")["evals"]
+        before = read_json(src_j / "done.json")["evals"] if src_j.exists() else []
         out[i] = {"controller": str(c), "evals": evals, "e24_evals": before}
         print(f"m{i}: val", [(e[0], round(e[1], 1), round(e[3], 1)) for e in evals],
               f"(E24: {[round(e[1], 1) for e in before]}; {time.time() - t0:.0f} s)", flush=True)
