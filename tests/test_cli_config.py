@@ -147,7 +147,8 @@ def test_laptop_is_laptop_real_with_the_dream_overlay():
                                     generations=20, eval_every=10, eval_episodes=16,
                                     dream_start="branch", dream_max_steps=200,
                                     dream_dropout=0.1),
-        iterate=IterateConfig(rounds=2, episodes=100, models=4, stop_at=300.0),
+        iterate=IterateConfig(rounds=2, episodes=100, models=4, controllers=2,
+                                    round0_controllers=1),
         collect=replace(real.collect, episode_offset=0.15, action_noise_dims="0,1"))
     # E13's settings: E9's command (docs/dream_experiments.md) with one round of four Ms, and
     # E24's episode offset in round 1
@@ -158,10 +159,12 @@ def test_laptop_is_laptop_real_with_the_dream_overlay():
                          "--iterate.rounds", "2", "--iterate.episodes", "100",
                          "--rnn.reward-clip", "5", "--iterate.rounds", "1", "--iterate.models", "4",
                          "--collect.episode-offset", "0.15", "--collect.action-noise-dims", "0,1",
-                         "--iterate.rounds", "2", "--iterate.stop-at", "300")
+                         "--iterate.rounds", "2", "--iterate.controllers", "2",
+                         "--iterate.round0-controllers", "1")
     assert replace(e9, name="laptop") == PRESETS["laptop"]
     offset = {"collect": replace(real.collect, episode_offset=0.15, action_noise_dims="0,1"),
-              "iterate": IterateConfig(rounds=2, episodes=100, models=4, stop_at=300.0)}
+              "iterate": IterateConfig(rounds=2, episodes=100, models=4, controllers=2,
+                                    round0_controllers=1)}
     assert replace(compose_presets(["laptop-real", "dream"]), name="laptop",
                    **offset) == PRESETS["laptop"]
     again = compose_presets(["laptop", "dream"])   # the overlay's one round over laptop's two

@@ -384,7 +384,8 @@ class IterateConfig:
     round0_controllers: int = 0
     """Cs trained in each of round 0's Ms' dreams, each with its own CMA-ES seed; 0: as ``controllers``.
     CarRacing's round 0 dreams of random data teach every C to circle (notebook, E9, E23): with
-    ``controllers 2, round0_controllers 1`` a run spends its other Cs on the rounds only (E27)."""
+    ``controllers 2, round0_controllers 1`` (``laptop``) a run spends its other Cs on the rounds only
+    (E27, E28)."""
     stop_at: float = 0.0
     """If > 0, no further round starts once a round's (or round 0's) kept C validates at or above this
     return (needs ``controller.eval_every`` > 0): ``rounds`` is then the most rounds a run spends, and a
@@ -618,10 +619,12 @@ DEFAULT_PRESET = "laptop"
 # Its round 1 is collected with one action offset per episode on steer and gas (CarRacing's
 # action dimensions, so not part of the world-neutral `dream` overlay): E24, +62 +- 28 on the
 # test over 3 paired seeds at the same real env steps.
-# A second round runs only when round 1's kept C validates below 300 (E25: on the seed where no
-# round-1 C drove, round 2 did).
+# Two rounds on every seed, each M with 2 Cs in its dream in the rounds (1 in round 0, whose
+# random-data dreams teach every C to circle): E27 and E28 of docs/dream_experiments.md, seeds
+# 0 / 1 / 2 582.2 +- 57.6 on the test, where a second round only below a 300 validation and one C
+# per M (E25) gave 347.4 +- 51.7.
 ROUND1_OFFSET = {"collect.episode_offset": 0.15, "collect.action_noise_dims": "0,1"}
-SECOND_ROUND = {"iterate.rounds": 2, "iterate.stop_at": 300.0}
+SECOND_ROUND = {"iterate.rounds": 2, "iterate.controllers": 2, "iterate.round0_controllers": 1}
 PRESETS["laptop"] = replace(with_values(PRESETS["laptop-real"], {
     **OVERLAYS["dream"].values, **ROUND1_OFFSET, **SECOND_ROUND}), name="laptop")
 PRESETS["laptop-dream"] = replace(PRESETS["laptop"], name="laptop-dream")
