@@ -148,7 +148,7 @@ def test_laptop_is_laptop_real_with_the_dream_overlay():
                                     dream_start="branch", dream_max_steps=200,
                                     dream_dropout=0.1),
         iterate=IterateConfig(rounds=2, episodes=100, models=4, controllers=2,
-                                    round0_controllers=1),
+                              round0_controllers=1),
         collect=replace(real.collect, episode_offset=0.15, action_noise_dims="0,1"))
     # E13's settings: E9's command (docs/dream_experiments.md) with one round of four Ms, and
     # E24's episode offset in round 1
@@ -164,7 +164,7 @@ def test_laptop_is_laptop_real_with_the_dream_overlay():
     assert replace(e9, name="laptop") == PRESETS["laptop"]
     offset = {"collect": replace(real.collect, episode_offset=0.15, action_noise_dims="0,1"),
               "iterate": IterateConfig(rounds=2, episodes=100, models=4, controllers=2,
-                                    round0_controllers=1)}
+                                         round0_controllers=1)}
     assert replace(compose_presets(["laptop-real", "dream"]), name="laptop",
                    **offset) == PRESETS["laptop"]
     again = compose_presets(["laptop", "dream"])   # the overlay's one round over laptop's two
