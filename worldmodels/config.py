@@ -7,8 +7,9 @@ checkpoint, so a checkpoint can rebuild its model without guesswork.
 Presets:
 - ``debug``: seconds per stage; for smoke tests and trying the commands.
 - ``laptop`` (the default): the whole pipeline on a 2-core CPU machine, C trained only in M's
-  dream with one iterative round (``laptop-real`` plus the ``dream`` overlay;
-  ``worldmodels.commands.iterate``). ``laptop-dream`` is the same preset under its old name.
+  dream with two iterative rounds (``laptop-real`` plus the ``dream`` overlay, E24's round-1
+  episode offset and a second round; ``worldmodels.commands.iterate``). ``laptop-dream`` is the
+  same preset under its old name.
 - ``laptop-real``: the same V and M sizes, C trained in the real env (the paper's CarRacing
   protocol; ``laptop`` before session 21).
 - ``paper``: the sizes of Ha & Schmidhuber (2018) for CarRacing.
