@@ -627,6 +627,24 @@ def test_round0_controllers_sets_round_0s_cs_apart_from_the_rounds(tmp_path):
                 iterate=replace(p.iterate, round0_controllers=2))
 
 
+@pytest.mark.slow
+def test_iterate_eval_start_moves_the_rounds_first_validation_and_not_round_0s(tmp_path):
+    from worldmodels.commands.pipeline import run_pipeline
+
+    p = iterate_preset()
+    preset = replace(p, controller=replace(p.controller, generations=4, eval_every=2),
+                     iterate=replace(p.iterate, rounds=1, eval_start=4))
+    run_pipeline(tmp_path, preset, device="cpu", until="iterate", progress=False)
+    rounds = read_json(tmp_path / "iterate.json")["rounds"]
+    assert [e[0] for e in rounds[0]["evals"]] == [2, 4]  # round 0: controller.eval_start
+    assert [e[0] for e in rounds[1]["evals"]] == [4]     # round 1: one validation, at 4
+    c1 = read_json(tmp_path / "rounds" / "01" / "controller" / "config.json")["config"]
+    assert c1["controller"]["eval_start"] == 4
+    assert rounds[1]["validation_steps"] * 2 == rounds[0]["validation_steps"]  # 40-step episodes
+    with pytest.raises(ValueError, match="eval_start"):
+        replace(p.iterate, eval_start=-1)
+
+
 def test_a_run_folder_of_0_1_0_resumes_when_new_fields_keep_their_old_behaviour(tmp_path):
     # 0.1.0 wrote M's config without `dropout`: the same config with dropout 0 resumes it,
     # dropout 0.05 (another training) is refused.

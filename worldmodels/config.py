@@ -387,6 +387,11 @@ class IterateConfig:
     CarRacing's round 0 dreams of random data teach every C to circle (notebook, E9, E23): with
     ``controllers 2, round0_controllers 1`` (``laptop``) a run spends its other Cs on the rounds only
     (E27, E28)."""
+    eval_start: int = 0
+    """In rounds k >= 1, C's first validation comes at this generation (``controller.eval_start`` for
+    these rounds; round 0 keeps the controller's). With ``controller.eval_every 10, generations 20`` and
+    20 here, each round's C is validated once, at generation 20, for half the validation steps: the best
+    Cs of CarRacing's rounds were at generation 20 in 5 of 6 rounds (notebook, E32). 0: as round 0."""
     stop_at: float = 0.0
     """If > 0, no further round starts once a round's (or round 0's) kept C validates at or above this
     return (needs ``controller.eval_every`` > 0): ``rounds`` is then the most rounds a run spends, and a
@@ -396,7 +401,7 @@ class IterateConfig:
     def __post_init__(self) -> None:
         _check(self, at_least_one=("episodes", "workers", "models", "round0_models", "controllers"),
                non_negative=("rounds", "recon_frames", "fine_tune_epochs", "stop_at",
-                             "round0_controllers"))
+                             "round0_controllers", "eval_start"))
 
     @property
     def round0_cs(self) -> int:

@@ -227,6 +227,9 @@ def train_models(rd: runs.RunLayout, n_models: int, latent_dirs: list[Path], pre
     from .train_rnn import train_rnn
 
     vae_path = runs.RunLayout(rd.root).vae
+    c_cfg = preset.controller
+    if rd.k >= 1 and preset.iterate.eval_start:
+        c_cfg = replace(c_cfg, eval_start=preset.iterate.eval_start)
     candidates = []
     for i in range(n_models):
         rnn_dir, c_dir0, tb = _candidate(rd, i)
@@ -239,7 +242,7 @@ def train_models(rd: runs.RunLayout, n_models: int, latent_dirs: list[Path], pre
             c_seed = (preset.controller.seed if j == 0 else
                       derive_seed(preset.controller.seed, rd.k, i, j, _CONTROLLER_SEED_STREAM))
             c_path = train_controller(vae_path, m_path, c_dir,
-                                      replace(preset.controller, seed=c_seed), preset.env,
+                                      replace(c_cfg, seed=c_seed), preset.env,
                                       device=device, tb_dir=rd.tb(tb + c_dir.name),
                                       progress=progress, init=init_c, cluster=preset.cluster,
                                       branch_data=list(latent_dirs))
