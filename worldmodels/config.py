@@ -390,8 +390,9 @@ class IterateConfig:
     eval_start: int = 0
     """In rounds k >= 1, C's first validation comes at this generation (``controller.eval_start`` for
     these rounds; round 0 keeps the controller's). With ``controller.eval_every 10, generations 20`` and
-    20 here, each round's C is validated once, at generation 20, for half the validation steps: the best
-    Cs of CarRacing's rounds were at generation 20 in 5 of 6 rounds (notebook, E32). 0: as round 0."""
+    20 here, each round's C is validated once, at generation 20, for half the validation steps. Not in
+    ``laptop``: CarRacing's rounds often keep a generation-10 C (E31 seed 3: round 1's only driving C
+    validated 349.5 at 10 and -21.5 at 20; notebook, E32). 0: as round 0."""
     stop_at: float = 0.0
     """If > 0, no further round starts once a round's (or round 0's) kept C validates at or above this
     return (needs ``controller.eval_every`` > 0): ``rounds`` is then the most rounds a run spends, and a
