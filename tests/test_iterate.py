@@ -356,7 +356,8 @@ def test_iterate_two_rounds_resume_and_honest_protocol(tmp_path, monkeypatch):
         return real_run(self, tasks, progress)
 
     monkeypatch.setattr(EpisodeRunner, "run", spy)
-    preset = iterate_preset()
+    p = iterate_preset()  # round 1 collects 2 episodes, round 2 3 (iterate.round_episodes)
+    preset = replace(p, iterate=replace(p.iterate, round_episodes="2,3"))
     full = tmp_path / "full"
     run_pipeline(full, preset, device="cpu", until="iterate", progress=False)
     train_seeds = set(seen)
@@ -370,7 +371,8 @@ def test_iterate_two_rounds_resume_and_honest_protocol(tmp_path, monkeypatch):
         rd = full / "rounds" / f"{k:02d}"
         manifest = [line for line in (rd / "rollouts" / "manifest.jsonl").read_text().splitlines()]
         prev_c = Path(rounds[k - 1]["controller"])
-        assert len(manifest) == 2 and all('"policy": "agent"' in m for m in manifest)
+        assert len(manifest) == k + 1 == rounds[k]["episodes"]
+        assert all('"policy": "agent"' in m for m in manifest)
         assert all(checkpoint_sha256(prev_c) in m for m in manifest)
         # M of round k learnt from every round's latents so far.
         # (named relative to M's folder: the run folder can be moved)
@@ -625,6 +627,15 @@ def test_round0_controllers_sets_round_0s_cs_apart_from_the_rounds(tmp_path):
     with pytest.raises(ValueError, match="round0-controllers.*--controller.eval-every"):
         replace(p, controller=replace(p.controller, eval_every=0),
                 iterate=replace(p.iterate, round0_controllers=2))
+
+
+def test_round_episodes_sets_each_rounds_collection_and_refuses_a_bad_list():
+    it = IterateConfig(episodes=40, round_episodes="100, 200")
+    assert [it.episodes_of(k) for k in (1, 2, 3)] == [100, 200, 200]  # past the list: its last
+    assert IterateConfig(episodes=40).episodes_of(2) == 40
+    for bad in ("100,0", "100,x", ",", "-5"):
+        with pytest.raises(ValueError, match="round_episodes.*--iterate.round-episodes"):
+            IterateConfig(round_episodes=bad)
 
 
 @pytest.mark.slow

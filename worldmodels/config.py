@@ -355,6 +355,9 @@ class IterateConfig:
     """Rounds after round 0 (0: no iteration, the plain pipeline)."""
     episodes: int = 40
     """Real episodes collected per round, driven by the previous round's C."""
+    round_episodes: str = ""
+    """Real episodes per round as a comma list, overriding ``episodes``: ``100,200`` collects 100 in round 1
+    and 200 in round 2 (a round past the list takes its last number). Empty: ``episodes`` every round."""
     workers: int = 2
     """Worker processes for collection (the exploration noise and mix are ``collect.action_noise`` and
     ``collect.brownian_share``)."""
@@ -403,6 +406,23 @@ class IterateConfig:
         _check(self, at_least_one=("episodes", "workers", "models", "round0_models", "controllers"),
                non_negative=("rounds", "recon_frames", "fine_tune_epochs", "stop_at",
                              "round0_controllers", "eval_start"))
+        self.episodes_of(1)  # a malformed round_episodes fails here, naming the option
+
+    def episodes_of(self, k: int) -> int:
+        """Real episodes collected in round ``k`` >= 1: ``round_episodes``' k-th number (its last past
+        the list's end), else ``episodes``."""
+        text = self.round_episodes.strip()
+        if not text:
+            return self.episodes
+        try:
+            counts = [int(part) for part in text.split(",")]
+        except ValueError:
+            counts = []
+        if not counts or min(counts) < 1 or max(counts) > MAX_COUNT:
+            raise ValueError(f"IterateConfig.round_episodes ({option('iterate', 'round_episodes')}) "
+                             f"must be episode counts >= 1 such as '100,200', got "
+                             f"{self.round_episodes!r}")
+        return counts[min(k, len(counts)) - 1]
 
     @property
     def round0_cs(self) -> int:

@@ -3,9 +3,9 @@
 Round 0 is the plain pipeline: random-policy rollouts -> V -> latents -> M -> C trained in
 M's dream. Round k >= 1 then:
 
-1. collects ``iterate.episodes`` real episodes driven by C_{k-1} (the previous round's
-   chosen C, with Gaussian action noise ``collect.action_noise``; a ``collect.brownian_share``
-   of them by the brownian policy)
+1. collects ``iterate.episodes`` (or ``iterate.round_episodes``' k-th number) real episodes
+   driven by C_{k-1} (the previous round's chosen C, with Gaussian action noise
+   ``collect.action_noise``; a ``collect.brownian_share`` of them by the brownian policy)
    on fresh training tracks;
 2. measures V's reconstruction error on those frames next to the random ones (V is kept:
    a changed V would invalidate every latent and M; the numbers say whether that matters);
@@ -175,7 +175,7 @@ def run_rounds(run_dir: Path, preset: Preset, controller0: Path, device: str = "
                   flush=True)
             t0 = time.perf_counter()
             collect_cfg = replace(preset.collect, policy="agent", controller=str(controller),
-                                  episodes=it.episodes, workers=it.workers,
+                                  episodes=it.episodes_of(k), workers=it.workers,
                                   seed=derive_seed(preset.collect.seed, k, _ROUND_SEED_STREAM))
             collect_rollouts(rd.rollouts, collect_cfg, preset.env, progress=progress,
                              cluster=preset.cluster)
