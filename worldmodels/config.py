@@ -91,16 +91,21 @@ def _check(cfg: Any, *, positive: tuple[str, ...] = (), at_least_one: tuple[str,
                              f"got {getattr(cfg, field_name)!r}")
 
 
+def _int_list(text: str) -> tuple[int, ...]:
+    """``'1,2'`` as ``(1, 2)``; ``()`` where a part is not an integer (the caller names the option)."""
+    try:
+        return tuple(int(part) for part in text.split(","))
+    except ValueError:
+        return ()
+
+
 def noise_dims(cfg: "CollectConfig") -> tuple[int, ...] | None:
     """``collect.action_noise_dims`` as indices (None: every dimension); a malformed list
     raises a ValueError naming the option."""
     text = cfg.action_noise_dims.strip()
     if not text:
         return None
-    try:
-        dims = tuple(int(part) for part in text.split(","))
-    except ValueError:
-        dims = ()
+    dims = _int_list(text)
     if not dims or min(dims) < 0 or len(set(dims)) != len(dims):
         raise ValueError(f"CollectConfig.action_noise_dims ({option('collect', 'action_noise_dims')}) "
                          f"must be distinct action indices such as '0,1', got {cfg.action_noise_dims!r}")
@@ -414,10 +419,7 @@ class IterateConfig:
         text = self.round_episodes.strip()
         if not text:
             return self.episodes
-        try:
-            counts = [int(part) for part in text.split(",")]
-        except ValueError:
-            counts = []
+        counts = _int_list(text)
         if not counts or min(counts) < 1 or max(counts) > MAX_COUNT:
             raise ValueError(f"IterateConfig.round_episodes ({option('iterate', 'round_episodes')}) "
                              f"must be episode counts >= 1 such as '100,200', got "
